@@ -1,1 +1,13 @@
-pub fn placeholder() {}
+//! kubectl sts-safe: safe StatefulSet operations against the live Kubernetes API.
+
+pub mod cli;
+pub mod commands;
+pub mod context;
+pub mod error;
+pub mod k8s;
+pub mod model;
+pub mod orphan;
+pub mod ui;
+
+#[cfg(test)]
+pub mod fixtures;

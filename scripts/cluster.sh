@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# Local Kubernetes v1.20.2 cluster for sts-safe's integration tests and benchmarks:
+# Debian's etcd, kube-apiserver and kube-controller-manager (built once by k8s-build.sh)
+# and the sim-kubelet simulator (node + scheduler + storage provisioner). Everything
+# listens on 127.0.0.1 only and talks TLS with a CA generated here.
+#
+# Usage: scripts/cluster.sh up|down|status|env
+#   up      start the cluster (does nothing if it already runs); the last line on stdout
+#           is `export KUBECONFIG=...`, progress goes to stderr
+#   down    stop exactly the processes `up` started (pid files, verified through
+#           /proc/PID/cmdline); idempotent; logs are kept
+#   status  show which components run; exit 0 if all are up, 1 otherwise
+#   env     print the export line
+#
+# Environment:
+#   STS_SAFE_CLUSTER_DIR     state dir (default ~/.cache/sts-safe/cluster): pki/ (reused
+#                            while valid), etcd/ (fresh on every up), logs/, run/, kubeconfig
+#   STS_SAFE_NO_SIM=1        control plane only: neither build nor start sim-kubelet
+#   STS_SAFE_SIM_ARGS        extra sim-kubelet arguments, e.g. "--ready-delay 1s"
+#   STS_SAFE_APISERVER_ARGS  extra kube-apiserver arguments
+#   STS_SAFE_CONTROLLER_MANAGER_ARGS  extra kube-controller-manager arguments
+#   STS_SAFE_ADVERTISE_ADDRESS  apiserver advertise address (default: first non-loopback
+#                            IPv4 address of this machine)
+#
+# Ports (127.0.0.1): etcd client 23379, etcd peer 23380, kube-apiserver 26443.
+# Kubeconfig contexts: sts-safe-admin (current; CN=sts-safe-admin, O=system:masters) and
+# sts-safe-limited (CN=sts-safe-limited, O=sts-safe:limited, no RoleBindings).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+STATE=${STS_SAFE_CLUSTER_DIR:-$HOME/.cache/sts-safe/cluster}
+mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
+PKI=$STATE/pki
+RUN=$STATE/run
+LOGS=$STATE/logs
+KUBECONFIG_OUT=$STATE/kubeconfig
+CM_KUBECONFIG=$STATE/controller-manager.kubeconfig
+
+ETCD_BIN=/usr/bin/etcd
+ETCD_CLIENT_PORT=23379
+ETCD_PEER_PORT=23380
+API_PORT=26443
+API_SERVER=https://127.0.0.1:$API_PORT
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+SA_ISSUER=https://kubernetes.default.svc.cluster.local
+READY_TIMEOUT=60 # seconds, per wait
+
+CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager)
+ALL_COMPONENTS=("${CONTROL_PLANE[@]}" sim-kubelet)
+
+log() { echo "cluster: $*" >&2; }
+die() { echo "cluster: error: $*" >&2; exit 1; }
+
+# die_log COMPONENT MESSAGE: fail showing the tail of the component's log.
+die_log() {
+  local f=$LOGS/$1.log
+  echo "cluster: error: $2" >&2
+  if [ -s "$f" ]; then
+    echo "---- last lines of $f ----" >&2
+    tail -n 40 "$f" >&2
+    echo "----" >&2
+  fi
+  exit 1
+}
+
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+
+export_line() { printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"; }
+
+# An argument that only this state dir's instance of the component has on its command line.
+marker() {
+  case $1 in
+    etcd) echo "--data-dir=$STATE/etcd" ;;
+    kube-apiserver) echo "--tls-cert-file=$PKI/apiserver.crt" ;;
+    kube-controller-manager) echo "--kubeconfig=$CM_KUBECONFIG" ;;
+    sim-kubelet) echo "$KUBECONFIG_OUT" ;;
+  esac
+}
+
+# Prints the pid of component $1 and succeeds only if its pid file names a live process
+# that is that component of this state dir: argv[0]'s basename is the component's binary
+# and one argument is the state-specific marker. Never looks processes up by name.
+running_pid() {
+  local name=$1 pid arg m
+  local -a args=()
+  [ -f "$RUN/$name.pid" ] || return 1
+  pid=$(<"$RUN/$name.pid")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  mapfile -d '' args 2>/dev/null <"/proc/$pid/cmdline" || return 1
+  [ "${#args[@]}" -gt 0 ] || return 1 # zombie or kernel thread
+  [ "$(basename -- "${args[0]}")" = "$name" ] || return 1
+  m=$(marker "$name")
+  for arg in "${args[@]:1}"; do
+    if [ "$arg" = "$m" ]; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+is_running() { running_pid "$1" >/dev/null; }
+
+# Stops the given components (TERM, up to ~5 s, then KILL) and removes their pid files.
+stop_components() {
+  local name pid i alive
+  for name in "$@"; do
+    if pid=$(running_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for name in "$@"; do is_running "$name" && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for name in "$@"; do
+    if pid=$(running_pid "$name"); then
+      log "$name (pid $pid) did not stop on TERM; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < 20; i++)); do
+    alive=0
+    for name in "$@"; do is_running "$name" && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for name in "$@"; do rm -f "$RUN/$name.pid"; done
+}
+
+sim_wanted() { [ "${STS_SAFE_NO_SIM:-0}" != 1 ]; }
+
+# Components the last `up` started (all four unless it ran with STS_SAFE_NO_SIM=1).
+expected_components() {
+  if [ -f "$RUN/components" ]; then
+    cat "$RUN/components"
+  else
+    printf '%s\n' "${ALL_COMPONENTS[@]}"
+  fi
+}
+
+# ---------------------------------------------------------------------------- PKI
+
+advertise_address() {
+  local a=${STS_SAFE_ADVERTISE_ADDRESS:-}
+  if [ -z "$a" ]; then
+    a=$({ hostname -I 2>/dev/null || true; } | tr ' ' '\n' |
+      grep -E '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$' | grep -v '^127\.' | head -n1 || true)
+  fi
+  if [ -z "$a" ] && command -v ip >/dev/null; then
+    a=$(ip -4 -o addr show scope global 2>/dev/null | awk '{sub(/\/.*/, "", $4); print $4; exit}' || true)
+  fi
+  [ -n "$a" ] || die "no non-loopback IPv4 address found for --advertise-address (set STS_SAFE_ADVERTISE_ADDRESS)"
+  echo "$a"
+}
+
+LEAF_CERTS=(apiserver etcd apiserver-etcd-client admin limited)
+
+# sign DIR NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
+sign() {
+  local dir=$1 name=$2 subj=$3 eku=$4 san=${5:-}
+  local ext="basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=$eku"
+  [ -z "$san" ] || ext+=$'\n'"subjectAltName=$san"
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/$name.key"
+  openssl req -new -key "$dir/$name.key" -subj "$subj" -out "$dir/$name.csr"
+  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 \
+    -extfile <(printf '%s\n' "$ext") -out "$dir/$name.crt"
+  rm -f "$dir/$name.csr"
+}
+
+# Reuses $PKI if every certificate is present, chains to the CA, is valid now and for
+# another day, and the apiserver certificate has the current SANs; else regenerates all.
+ensure_pki() {
+  local adv=$1 san c ok=1
+  san="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  san+=",DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_IP,IP:$adv"
+  if [ -f "$PKI/ca.crt" ] && [ -f "$PKI/ca.key" ] && [ -f "$PKI/sa.key" ] && [ -f "$PKI/sa.pub" ] &&
+    [ "$(cat "$PKI/apiserver.san" 2>/dev/null)" = "$san" ]; then
+    for c in ca "${LEAF_CERTS[@]}"; do
+      if ! [ -f "$PKI/$c.key" ] || ! openssl x509 -checkend 86400 -noout -in "$PKI/$c.crt" >/dev/null 2>&1; then
+        ok=0
+        break
+      fi
+    done
+    if [ "$ok" = 1 ]; then
+      local -a leafs=()
+      for c in "${LEAF_CERTS[@]}"; do leafs+=("$PKI/$c.crt"); done
+      openssl verify -CAfile "$PKI/ca.crt" "${leafs[@]}" >/dev/null 2>&1 || ok=0
+    fi
+    [ "$ok" = 1 ] && return 0
+  fi
+  log "generating CA and certificates in $PKI"
+  local tmp=$PKI.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  chmod 700 "$tmp"
+  # set -e is ignored inside a subshell whose status is tested, hence the set +e dance.
+  local rc
+  set +e
+  (
+    set -e
+    umask 077
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/ca.key"
+    openssl req -x509 -new -key "$tmp/ca.key" -subj "/CN=sts-safe-ca" -days 3650 -sha256 \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$tmp/ca.crt"
+    sign "$tmp" apiserver "/CN=kube-apiserver" serverAuth "$san"
+    sign "$tmp" etcd "/CN=sts-safe-etcd" serverAuth,clientAuth "DNS:localhost,IP:127.0.0.1"
+    sign "$tmp" apiserver-etcd-client "/CN=kube-apiserver-etcd-client" clientAuth
+    sign "$tmp" admin "/O=system:masters/CN=sts-safe-admin" clientAuth
+    sign "$tmp" limited "/O=sts-safe:limited/CN=sts-safe-limited" clientAuth
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/sa.key"
+    openssl pkey -in "$tmp/sa.key" -pubout -out "$tmp/sa.pub"
+    echo "$san" >"$tmp/apiserver.san"
+  ) 2>"$tmp.log"
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    tail -n 20 "$tmp.log" >&2
+    die "certificate generation failed"
+  fi
+  rm -f "$tmp.log"
+  rm -rf "$PKI"
+  mv "$tmp" "$PKI"
+}
+
+# write_kubeconfig PATH USER... (the first user's context is the current one)
+write_kubeconfig() {
+  local path=$1 u
+  shift
+  local tmp=$path.tmp.$$
+  (
+    umask 077
+    {
+      echo "apiVersion: v1"
+      echo "kind: Config"
+      echo "clusters:"
+      echo "- name: sts-safe-local"
+      echo "  cluster:"
+      echo "    server: $API_SERVER"
+      echo "    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")"
+      echo "users:"
+      for u in "$@"; do
+        echo "- name: sts-safe-$u"
+        echo "  user:"
+        echo "    client-certificate-data: $(base64 -w0 <"$PKI/$u.crt")"
+        echo "    client-key-data: $(base64 -w0 <"$PKI/$u.key")"
+      done
+      echo "contexts:"
+      for u in "$@"; do
+        echo "- name: sts-safe-$u"
+        echo "  context:"
+        echo "    cluster: sts-safe-local"
+        echo "    user: sts-safe-$u"
+        echo "    namespace: default"
+      done
+      echo "current-context: sts-safe-$1"
+      echo "preferences: {}"
+    } >"$tmp"
+  )
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$path"
+}
+
+# ---------------------------------------------------------------------------- processes
+
+# launch NAME COMMAND...: start a daemon in its own session (so that signals sent to the
+# caller's process group don't reach it), detached from our stdin/stdout and lock fd.
+launch() {
+  local name=$1 i
+  shift
+  setsid "$@" </dev/null >"$LOGS/$name.log" 2>&1 9>&- &
+  echo "$!" >"$RUN/$name.pid"
+  STARTED+=("$name")
+  # Wait (briefly) for the exec so that the pid file check sees the real binary.
+  for ((i = 0; i < 50; i++)); do
+    is_running "$name" && return 0
+    kill -0 "$(<"$RUN/$name.pid")" 2>/dev/null || break
+    sleep 0.02
+  done
+  is_running "$name" || die_log "$name" "$name exited right after start"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+curl_admin() {
+  curl -s --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"
+}
+
+api_status() { curl_admin -o /dev/null -w '%{http_code}' "$API_SERVER$1" 2>/dev/null || true; }
+
+# wait_until NAME DESCRIPTION CHECK...: polls CHECK every 0.1 s while NAME stays alive.
+wait_until() {
+  local name=$1 what=$2 deadline
+  shift 2
+  deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+  until "$@"; do
+    is_running "$name" || die_log "$name" "$name exited while waiting for $what"
+    [ "$(now_ms)" -lt "$deadline" ] || die_log "$name" "$what not reached within ${READY_TIMEOUT}s"
+    sleep 0.1
+  done
+}
+
+etcd_healthy() {
+  curl -s --max-time 1 --cacert "$PKI/ca.crt" --cert "$PKI/apiserver-etcd-client.crt" \
+    --key "$PKI/apiserver-etcd-client.key" "https://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null |
+    grep -q '"health":"true"'
+}
+apiserver_ready() { [ "$(api_status /readyz)" = 200 ]; }
+# The serviceaccount controller creating default/default shows the controllers are syncing.
+controllers_working() {
+  [ "$(api_status /api/v1/namespaces/default/serviceaccounts/default)" = 200 ]
+}
+sim_ready() {
+  grep -q 'sim-kubelet ready' "$LOGS/sim-kubelet.log" 2>/dev/null ||
+    [ "$(api_status /apis/storage.k8s.io/v1/storageclasses/sim-standard)" = 200 ]
+}
+
+sim_bin() {
+  local target=${CARGO_TARGET_DIR:-target}
+  case $target in /*) ;; *) target=$REPO_ROOT/$target ;; esac
+  echo "$target/debug/sim-kubelet"
+}
+
+start_sim_build() {
+  (cd "$REPO_ROOT" && exec cargo build -q -p sim-kubelet) </dev/null >"$LOGS/cargo-build.log" 2>&1 9>&- &
+  SIM_BUILD_PID=$!
+}
+
+finish_sim_build() {
+  if ! wait "$SIM_BUILD_PID"; then
+    SIM_BUILD_PID=
+    die_log cargo-build "cargo build -p sim-kubelet failed"
+  fi
+  SIM_BUILD_PID=
+  [ -x "$(sim_bin)" ] || die "$(sim_bin) missing after cargo build"
+}
+
+start_sim() {
+  local -a extra=()
+  read -r -a extra <<<"${STS_SAFE_SIM_ARGS:-}"
+  launch sim-kubelet "$(sim_bin)" --kubeconfig "$KUBECONFIG_OUT" --context sts-safe-admin "${extra[@]}"
+}
+
+rotate_logs() {
+  local f
+  for f in etcd kube-apiserver kube-controller-manager sim-kubelet cargo-build audit; do
+    if [ -f "$LOGS/$f.log" ]; then mv -f "$LOGS/$f.log" "$LOGS/$f.log.1"; fi
+  done
+  rm -f "$LOGS"/audit-*.log # the previous run's size-rotated audit backups
+}
+
+STARTED=()
+SIM_BUILD_PID=
+UP_OK=0
+CP_STARTED=0
+
+# On a failed `up`: stop what this run started (the logs stay for inspection).
+cleanup_failed_up() {
+  if [ "$UP_OK" != 1 ]; then
+    if [ -n "$SIM_BUILD_PID" ]; then kill "$SIM_BUILD_PID" 2>/dev/null || true; fi
+    if [ "${#STARTED[@]}" -gt 0 ]; then
+      log "up failed; stopping ${STARTED[*]} (logs in $LOGS)"
+      stop_components "${STARTED[@]}"
+      [ "$CP_STARTED" = 0 ] || rm -f "$RUN/components"
+    fi
+  fi
+}
+
+cmd_up() {
+  local t0 name
+  t0=$(now_ms)
+  mkdir -p "$RUN" "$LOGS"
+  command -v cargo >/dev/null || PATH=$HOME/.cargo/bin:$PATH
+  # One `up`/`down` at a time; fd 9 is closed in every daemon so the lock dies with us.
+  exec 9>>"$RUN/lock"
+  flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
+
+  local cp_up=1
+  for name in "${CONTROL_PLANE[@]}"; do is_running "$name" || cp_up=0; done
+  if [ "$cp_up" = 1 ] && { ! sim_wanted || is_running sim-kubelet; }; then
+    log "already running (state in $STATE)"
+    export_line
+    return 0
+  fi
+  trap cleanup_failed_up EXIT
+  trap 'exit 130' INT TERM
+  if [ "$cp_up" = 1 ]; then
+    # The control plane runs, only the simulator is missing (e.g. the previous up ran with
+    # STS_SAFE_NO_SIM=1 or the simulator died): start just that.
+    log "control plane already running; starting sim-kubelet"
+    [ -f "$LOGS/sim-kubelet.log" ] && mv -f "$LOGS/sim-kubelet.log" "$LOGS/sim-kubelet.log.1"
+    start_sim_build
+    finish_sim_build
+    start_sim
+    wait_until sim-kubelet "sim-kubelet ready" sim_ready
+    printf '%s\n' "${ALL_COMPONENTS[@]}" >"$RUN/components"
+    UP_OK=1
+    log "sim-kubelet ready in $(($(now_ms) - t0))ms"
+    export_line
+    return 0
+  fi
+
+  # Leftovers of a partly running cluster (ours only, by pid file) go first.
+  local leftovers=()
+  for name in "${ALL_COMPONENTS[@]}"; do is_running "$name" && leftovers+=("$name"); done
+  if [ "${#leftovers[@]}" -gt 0 ]; then
+    log "cluster partly running; stopping ${leftovers[*]} first"
+    stop_components "${leftovers[@]}"
+  fi
+  rm -f "$RUN"/*.pid "$RUN/components"
+  CP_STARTED=1
+
+  local bin_dir
+  bin_dir=$(bash "$SCRIPT_DIR/k8s-build.sh" | tail -n1) || die "scripts/k8s-build.sh failed"
+  if ! [ -x "$bin_dir/kube-apiserver" ] || ! [ -x "$bin_dir/kube-controller-manager" ]; then
+    die "kube-apiserver/kube-controller-manager missing in '$bin_dir'"
+  fi
+  [ -x "$ETCD_BIN" ] || die "$ETCD_BIN missing (apt-get install etcd-server)"
+
+  local port
+  for port in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$API_PORT"; do
+    if port_in_use "$port"; then
+      die "port $port on 127.0.0.1 is in use by a process this script did not start (another cluster with a different STS_SAFE_CLUSTER_DIR?)"
+    fi
+  done
+
+  rotate_logs
+  if sim_wanted; then start_sim_build; fi # compiles while the control plane boots
+
+  local adv
+  adv=$(advertise_address)
+  ensure_pki "$adv"
+  write_kubeconfig "$KUBECONFIG_OUT" admin limited
+  write_kubeconfig "$CM_KUBECONFIG" admin
+
+  rm -rf "$STATE/etcd"
+  mkdir -p "$STATE/etcd"
+  chmod 700 "$STATE/etcd"
+  launch etcd "$ETCD_BIN" --name=sts-safe --data-dir="$STATE/etcd" \
+    --listen-client-urls="https://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls="https://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls="https://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="https://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="sts-safe=https://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster-state=new --initial-cluster-token=sts-safe \
+    --cert-file="$PKI/etcd.crt" --key-file="$PKI/etcd.key" \
+    --trusted-ca-file="$PKI/ca.crt" --client-cert-auth \
+    --peer-cert-file="$PKI/etcd.crt" --peer-key-file="$PKI/etcd.key" \
+    --peer-trusted-ca-file="$PKI/ca.crt" --peer-client-cert-auth \
+    --logger=zap --log-outputs=stderr --log-level=warn
+  wait_until etcd "etcd health" etcd_healthy
+
+  local -a api_extra=()
+  read -r -a api_extra <<<"${STS_SAFE_APISERVER_ARGS:-}"
+  # --disable-admission-plugins=ServiceAccount: without the plugin pods get no service
+  # account token volume, so creating a pod never waits for (or fails on) the token
+  # controller having created the namespace's default ServiceAccount and its secret.
+  # --enable-priority-and-fairness=false: saves CPU on this small machine.
+  launch kube-apiserver "$bin_dir/kube-apiserver" \
+    --bind-address=127.0.0.1 --secure-port="$API_PORT" --insecure-port=0 \
+    --advertise-address="$adv" \
+    --etcd-servers="https://127.0.0.1:$ETCD_CLIENT_PORT" --etcd-cafile="$PKI/ca.crt" \
+    --etcd-certfile="$PKI/apiserver-etcd-client.crt" --etcd-keyfile="$PKI/apiserver-etcd-client.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --authorization-mode=Node,RBAC \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-account-issuer="$SA_ISSUER" --api-audiences="$SA_ISSUER" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --disable-admission-plugins=ServiceAccount \
+    --enable-priority-and-fairness=false \
+    --allow-privileged=true --profiling=false \
+    --audit-policy-file="$SCRIPT_DIR/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" \
+    --audit-log-format=json --audit-log-maxsize=200 --audit-log-maxbackup=1 \
+    "${api_extra[@]}"
+  wait_until kube-apiserver "kube-apiserver /readyz" apiserver_ready
+
+  local -a cm_extra=()
+  read -r -a cm_extra <<<"${STS_SAFE_CONTROLLER_MANAGER_ARGS:-}"
+  launch kube-controller-manager "$bin_dir/kube-controller-manager" \
+    --kubeconfig="$CM_KUBECONFIG" \
+    --controllers='*' --leader-elect=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --use-service-account-credentials=false \
+    --port=0 --secure-port=0 --profiling=false \
+    --kube-api-qps=100 --kube-api-burst=200 \
+    "${cm_extra[@]}"
+
+  local components=("${CONTROL_PLANE[@]}")
+  if sim_wanted; then
+    finish_sim_build
+    start_sim
+    wait_until sim-kubelet "sim-kubelet ready" sim_ready
+    components+=(sim-kubelet)
+  fi
+  wait_until kube-controller-manager "kube-controller-manager to create default/default" controllers_working
+  printf '%s\n' "${components[@]}" >"$RUN/components"
+  UP_OK=1
+  log "ready in $(($(now_ms) - t0))ms (${components[*]}; logs in $LOGS)"
+  export_line
+}
+
+cmd_down() {
+  mkdir -p "$RUN"
+  exec 9>>"$RUN/lock"
+  flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
+  local name running=()
+  for name in "${ALL_COMPONENTS[@]}"; do is_running "$name" && running+=("$name"); done
+  if [ "${#running[@]}" -gt 0 ]; then
+    log "stopping ${running[*]}"
+    stop_components "${running[@]}"
+  fi
+  rm -f "$RUN"/*.pid "$RUN/components"
+}
+
+cmd_status() {
+  local name pid all=1 ready
+  while read -r name; do
+    if pid=$(running_pid "$name"); then
+      ready=""
+      if [ "$name" = kube-apiserver ]; then
+        if [ -f "$PKI/admin.crt" ] && apiserver_ready; then ready=" ready"; else ready=" NOT ready"; all=0; fi
+      fi
+      printf '%-24s running (pid %s)%s\n' "$name" "$pid" "$ready"
+    else
+      printf '%-24s not running\n' "$name"
+      all=0
+    fi
+  done < <(expected_components)
+  [ "$all" = 1 ]
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) export_line ;;
+  *)
+    echo "usage: $0 up|down|status|env" >&2
+    exit 2
+    ;;
+esac

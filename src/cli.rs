@@ -1,0 +1,312 @@
+//! Command-line definitions: kubectl's global flags plus one struct per subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-sts_safe",
+    bin_name = "kubectl sts-safe",
+    version,
+    about = "Safe StatefulSet operations: health-gated canary rollouts, scaling and PVC clean-up",
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 a health gate or safety check stopped the operation, 130 interrupted.",
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every kubectl user expects, spelled as kubectl spells them.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (else $KUBECONFIG, else ~/.kube/config, else in-cluster)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace, else "default")
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Timeout of a single API request, e.g. 10s or 1m (0 = none)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Log to stderr; repeat for more detail (-v info, -vv debug, -vvv trace). Secrets are never logged.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Disable colors (also honoured: the NO_COLOR environment variable)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DryRun {
+    /// Really do it
+    #[default]
+    None,
+    /// Print the plan, send nothing
+    Client,
+    /// Print the plan and let the API server validate the first write (dryRun=All)
+    Server,
+}
+
+/// Flags shared by commands that write.
+#[derive(Debug, Args, Clone)]
+pub struct MutateArgs {
+    /// Do not prompt; answer yes to confirmations
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Only print the plan (client) or also validate it on the server (server)
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none")]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the state of a StatefulSet: replicas, revisions, one row per ordinal, orphan PVCs
+    #[command(after_help = "Examples:\n  kubectl sts-safe status redis\n  kubectl sts-safe status redis -n production -o json\n  kubectl sts-safe status redis --watch")]
+    Status(StatusArgs),
+    /// Check StatefulSets for the problems people run into, each with a fix
+    #[command(after_help = "Examples:\n  kubectl sts-safe doctor redis\n  kubectl sts-safe doctor -n production -o json   # every StatefulSet in the namespace\n\nExit code 3 when any error-level finding exists.")]
+    Doctor(DoctorArgs),
+    /// Roll out a new template partition by partition, top ordinal first, gated on health
+    #[command(after_help = "Examples:\n  kubectl sts-safe canary redis --image redis=redis:7.4-alpine\n  kubectl sts-safe canary redis --image redis:7.4-alpine --steps 1,50%,100% --soak 30s --yes\n  kubectl sts-safe canary redis --patch new-template.yaml --check-cmd 'redis-cli -h $POD_FQDN ping'\n  kubectl sts-safe canary redis --resume\n\n--steps lists cumulative targets: each entry is how many pods (or what percentage of replicas,\nrounded up) run the new revision once that step is done. Default: one more pod per step.")]
+    Canary(CanaryArgs),
+    /// Undo a pending or failed rollout: restore the current revision and replace stuck pods
+    #[command(after_help = "Examples:\n  kubectl sts-safe rollback redis\n  kubectl sts-safe rollback redis --yes")]
+    Rollback(RollbackArgs),
+    /// Scale step by step, showing which pods and which disks come and go
+    #[command(after_help = "Examples:\n  kubectl sts-safe scale redis --replicas 5\n  kubectl sts-safe scale redis --replicas 2 --dry-run\n  kubectl sts-safe scale redis --replicas 0 --yes --allow-zero")]
+    Scale(ScaleArgs),
+    /// Find and delete the PVCs that StatefulSet scale-down truly orphaned
+    #[command(name = "prune-pvcs", after_help = "Examples:\n  kubectl sts-safe prune-pvcs redis\n  kubectl sts-safe prune-pvcs -A --dry-run -o json\n  kubectl sts-safe prune-pvcs --older-than 7d --yes")]
+    PrunePvcs(PruneArgs),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  source <(kubectl sts-safe completion bash)\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"")]
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// StatefulSet name
+    pub name: String,
+    /// Re-render on every change until Ctrl-C
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// StatefulSet name (default: every StatefulSet in the namespace)
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    /// StatefulSet name
+    pub name: String,
+    /// New image, as IMAGE (single container) or CONTAINER=IMAGE; repeatable
+    #[arg(long = "image", value_name = "[CONTAINER=]IMAGE", conflicts_with_all = ["patch"])]
+    pub images: Vec<String>,
+    /// Strategic-merge patch for the pod template (YAML or JSON file with the template's fields, e.g. spec.containers)
+    #[arg(long, value_name = "FILE")]
+    pub patch: Option<PathBuf>,
+    /// Continue a rollout that is already pending (updateRevision differs from currentRevision)
+    #[arg(long, conflicts_with_all = ["images", "patch"])]
+    pub resume: bool,
+    /// Cumulative step targets: counts or percentages of replicas, e.g. 1,1,50%,100% (default: one pod per step)
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub steps: Option<Vec<String>>,
+    /// Extra time each pod must stay Ready before it passes its gate (added to minReadySeconds)
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub soak: Duration,
+    /// How long one step may take before it fails
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub step_timeout: Duration,
+    /// Container restarts tolerated per updated pod
+    #[arg(long, default_value_t = 0)]
+    pub max_restarts: i32,
+    /// Command run locally (sh -c) per updated pod; env: POD_NAME POD_ORDINAL NAMESPACE POD_FQDN
+    #[arg(long, value_name = "CMD")]
+    pub check_cmd: Option<String>,
+    /// What to do when a gate fails
+    #[arg(long, value_enum, default_value_t = OnFailure::Pause)]
+    pub on_failure: OnFailure,
+    /// Start even though some pods are not Ready
+    #[arg(long)]
+    pub allow_unready: bool,
+    #[command(flatten)]
+    pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailure {
+    /// Stop where it failed; the partition keeps the remaining pods on the old revision
+    Pause,
+    /// Restore the old revision everywhere
+    Rollback,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// StatefulSet name
+    pub name: String,
+    /// How long the rollback may wait for pods to become Ready again
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// StatefulSet name
+    pub name: String,
+    /// Desired number of replicas
+    #[arg(long, value_parser = parse_replicas)]
+    pub replicas: i32,
+    /// Pods added or removed per step
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub step: i32,
+    /// How long one step may take before it fails
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub step_timeout: Duration,
+    /// Time each new pod must stay Ready before the next step
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub soak: Duration,
+    /// Scale even though pods are not Ready or a rollout is pending
+    #[arg(long)]
+    pub force: bool,
+    /// Required, with --yes, to scale to 0 without a terminal
+    #[arg(long)]
+    pub allow_zero: bool,
+    #[command(flatten)]
+    pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this StatefulSet's PVCs
+    pub name: Option<String>,
+    /// Look in every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Also list PVCs of StatefulSets that no longer exist (deleted only when that group is confirmed)
+    #[arg(long)]
+    pub include_deleted: bool,
+    /// Also consider StatefulSets scaled to 0 (their PVCs are otherwise never proposed)
+    #[arg(long)]
+    pub include_scaled_to_zero: bool,
+    /// Only PVCs older than this, e.g. 7d
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub older_than: Option<Duration>,
+    /// Label selector the PVCs must match, e.g. app=redis
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m, 7d)"))
+}
+
+fn parse_replicas(s: &str) -> Result<i32, String> {
+    match s.parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("{n} is negative: replicas must be 0 or more")),
+        Ok(n) if n > i32::MAX as i64 => Err(format!("{n} is too large")),
+        Ok(n) => Ok(n as i32),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kubectl-sts_safe").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let a = parse(&["-n", "prod", "--context", "c", "status", "redis", "-o", "json"]).unwrap();
+        assert_eq!(a.global.namespace.as_deref(), Some("prod"));
+        assert_eq!(a.global.context.as_deref(), Some("c"));
+        assert_eq!(a.global.output, Output::Json);
+        let b = parse(&["status", "redis", "--namespace=prod", "--kubeconfig", "/k"]).unwrap();
+        assert_eq!(b.global.namespace.as_deref(), Some("prod"));
+        assert_eq!(b.global.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+    }
+
+    #[test]
+    fn dry_run_follows_kubectl() {
+        let c = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Scale(s) => s.mutate.dry_run,
+            _ => unreachable!(),
+        };
+        assert_eq!(c(&["scale", "r", "--replicas", "2"]), DryRun::None);
+        assert_eq!(c(&["scale", "r", "--replicas", "2", "--dry-run"]), DryRun::Client);
+        assert_eq!(c(&["scale", "r", "--replicas", "2", "--dry-run=server"]), DryRun::Server);
+        assert!(parse(&["scale", "r", "--replicas", "2", "--dry-run=maybe"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["status"][..],
+            &["status", "r", "-o", "xml"],
+            &["scale", "r", "--replicas", "-1"],
+            &["scale", "r", "--replicas", "two"],
+            &["scale", "r", "--replicas", "3", "--step", "0"],
+            &["canary", "r", "--image", "x", "--resume"],
+            &["canary", "r", "--soak", "soon"],
+            &["status", "r", "--request-timeout", "fast"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn verbosity_counts() {
+        assert_eq!(parse(&["-vvv", "status", "r"]).unwrap().global.verbose, 3);
+    }
+
+    #[test]
+    fn durations_accept_days_and_zero() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Thin I/O helpers: paginated lists and reads whose errors name the object.
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use kube::api::{Api, ListParams};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::model;
+
+pub const PAGE_SIZE: u32 = 500;
+
+/// Lists every object, 500 per request, following `continue` tokens.
+pub async fn list_all<K>(api: &Api<K>, lp: &ListParams) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut out = Vec::new();
+    let mut lp = lp.clone().limit(PAGE_SIZE);
+    loop {
+        let page = api.list(&lp).await?;
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
+impl Ctx {
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Reads the StatefulSet, telling "no such namespace" apart from "no such StatefulSet".
+    pub async fn get_statefulset(&self, name: &str) -> Result<StatefulSet> {
+        match self.api::<StatefulSet>().get(name).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let mapped = self.err("get", "statefulsets", Some(name), e);
+                if matches!(mapped, Error::NotFound { .. }) && !self.namespace_exists().await {
+                    return Err(Error::NamespaceNotFound {
+                        namespace: self.namespace.clone(),
+                        context: self.target.context.clone(),
+                    });
+                }
+                Err(mapped)
+            }
+        }
+    }
+
+    /// False only when the API says the namespace does not exist.
+    pub async fn namespace_exists(&self) -> bool {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        !matches!(api.get(&self.namespace).await, Err(kube::Error::Api(s)) if s.code == 404)
+    }
+
+    pub async fn list<K>(&self, resource: &str, lp: &ListParams) -> Result<Vec<K>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        list_all(&self.api::<K>(), lp).await.map_err(|e| self.err("list", resource, None, e))
+    }
+
+    /// The StatefulSet's pods: selected by its labels and named `<sts>-<ordinal>`.
+    pub async fn statefulset_pods(&self, sts: &StatefulSet) -> Result<Vec<Pod>> {
+        let name = model::name(sts);
+        let pods: Vec<Pod> = self.list("pods", &ListParams::default().labels(&selector_string(sts))).await?;
+        Ok(pods
+            .into_iter()
+            .filter(|p| model::ordinal_of(&name, &model::name(p)).is_some())
+            .collect())
+    }
+
+    pub async fn namespace_pvcs(&self) -> Result<Vec<PersistentVolumeClaim>> {
+        self.list("persistentvolumeclaims", &ListParams::default()).await
+    }
+}
+
+/// `matchLabels` as a label selector string (`a=b,c=d`).
+pub fn selector_string(sts: &StatefulSet) -> String {
+    model::selector_labels(sts)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
