@@ -94,3 +94,38 @@ pub fn selector_string(sts: &StatefulSet) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+impl Ctx {
+    /// PodDisruptionBudgets from policy/v1, falling back to policy/v1beta1 on servers
+    /// older than 1.21 (same fields for what the plugin reads).
+    pub async fn list_pdbs(&self) -> Result<Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>> {
+        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+        use kube::api::DynamicObject;
+        use kube::discovery::ApiResource;
+        match list_all(&self.api::<PodDisruptionBudget>(), &ListParams::default()).await {
+            Ok(v) => Ok(v),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                let ar = ApiResource {
+                    group: "policy".into(),
+                    version: "v1beta1".into(),
+                    api_version: "policy/v1beta1".into(),
+                    kind: "PodDisruptionBudget".into(),
+                    plural: "poddisruptionbudgets".into(),
+                };
+                let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
+                let items = list_all(&api, &ListParams::default())
+                    .await
+                    .map_err(|e| self.err("list", "poddisruptionbudgets", None, e))?;
+                Ok(items
+                    .into_iter()
+                    .filter_map(|o| {
+                        let mut v = serde_json::to_value(o).ok()?;
+                        v["apiVersion"] = "policy/v1".into();
+                        serde_json::from_value(v).ok()
+                    })
+                    .collect())
+            }
+            Err(e) => Err(self.err("list", "poddisruptionbudgets", None, e)),
+        }
+    }
+}

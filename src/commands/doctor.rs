@@ -564,7 +564,7 @@ async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<Inputs> {
         list_or_empty::<Pod>(ctx, "pods"),
         list_or_empty::<PersistentVolumeClaim>(ctx, "persistentvolumeclaims"),
         list_or_empty::<Service>(ctx, "services"),
-        list_or_empty::<PodDisruptionBudget>(ctx, "poddisruptionbudgets"),
+        ctx.list_pdbs(),
         list_or_empty::<Event>(ctx, "events"),
         list_or_empty::<Deployment>(ctx, "deployments"),
         crate::k8s::list_all(&classes_api, &all_classes),

@@ -1,7 +1,11 @@
 //! One module per subcommand: snapshot → plan → confirm → execute.
 
+pub mod canary;
 pub mod completion;
 pub mod doctor;
+pub mod prune;
+pub mod rollback;
+pub mod scale;
 pub mod status;
 
 use crate::cli::Command;
@@ -13,7 +17,10 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<i32> {
     match command {
         Command::Status(a) => status::run(ctx, a).await,
         Command::Doctor(a) => doctor::run(ctx, a).await,
+        Command::Canary(a) => canary::run(ctx, a).await,
+        Command::Rollback(a) => rollback::run(ctx, a).await,
+        Command::Scale(a) => scale::run(ctx, a).await,
+        Command::PrunePvcs(a) => prune::run(ctx, a).await,
         Command::Completion(_) => unreachable!("completion runs without a cluster"),
-        _ => Err(crate::error::Error::usage("not implemented yet")),
     }
 }

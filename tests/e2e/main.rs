@@ -1,0 +1,12 @@
+//! End-to-end tests against the local control plane: a real kube-apiserver and
+//! kube-controller-manager (StatefulSet, PV-binder, garbage-collector controllers)
+//! with sim-kubelet. Start it with `make cluster-up`, or run everything with `make test`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod doctor;
+mod errors;
+mod sim;
+mod status;
+mod prune;

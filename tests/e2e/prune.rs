@@ -1,0 +1,1 @@
+//! prune-pvcs e2e tests (to be written).
