@@ -79,25 +79,40 @@ pub struct MutateArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the state of a StatefulSet: replicas, revisions, one row per ordinal, orphan PVCs
-    #[command(after_help = "Examples:\n  kubectl sts-safe status redis\n  kubectl sts-safe status redis -n production -o json\n  kubectl sts-safe status redis --watch")]
+    #[command(
+        after_help = "Examples:\n  kubectl sts-safe status redis\n  kubectl sts-safe status redis -n production -o json\n  kubectl sts-safe status redis --watch"
+    )]
     Status(StatusArgs),
     /// Check StatefulSets for the problems people run into, each with a fix
-    #[command(after_help = "Examples:\n  kubectl sts-safe doctor redis\n  kubectl sts-safe doctor -n production -o json   # every StatefulSet in the namespace\n\nExit code 3 when any error-level finding exists.")]
+    #[command(
+        after_help = "Examples:\n  kubectl sts-safe doctor redis\n  kubectl sts-safe doctor -n production -o json   # every StatefulSet in the namespace\n\nExit code 3 when any error-level finding exists."
+    )]
     Doctor(DoctorArgs),
     /// Roll out a new template partition by partition, top ordinal first, gated on health
-    #[command(after_help = "Examples:\n  kubectl sts-safe canary redis --image redis=redis:7.4-alpine\n  kubectl sts-safe canary redis --image redis:7.4-alpine --steps 1,50%,100% --soak 30s --yes\n  kubectl sts-safe canary redis --patch new-template.yaml --check-cmd 'redis-cli -h $POD_FQDN ping'\n  kubectl sts-safe canary redis --resume\n\n--steps lists cumulative targets: each entry is how many pods (or what percentage of replicas,\nrounded up) run the new revision once that step is done. Default: one more pod per step.")]
+    #[command(
+        after_help = "Examples:\n  kubectl sts-safe canary redis --image redis=redis:7.4-alpine\n  kubectl sts-safe canary redis --image redis:7.4-alpine --steps 1,50%,100% --soak 30s --yes\n  kubectl sts-safe canary redis --patch new-template.yaml --check-cmd 'redis-cli -h $POD_FQDN ping'\n  kubectl sts-safe canary redis --resume\n\n--steps lists cumulative targets: each entry is how many pods (or what percentage of replicas,\nrounded up) run the new revision once that step is done. Default: one more pod per step."
+    )]
     Canary(CanaryArgs),
     /// Undo a pending or failed rollout: restore the current revision and replace stuck pods
-    #[command(after_help = "Examples:\n  kubectl sts-safe rollback redis\n  kubectl sts-safe rollback redis --yes")]
+    #[command(
+        after_help = "Examples:\n  kubectl sts-safe rollback redis\n  kubectl sts-safe rollback redis --yes"
+    )]
     Rollback(RollbackArgs),
     /// Scale step by step, showing which pods and which disks come and go
-    #[command(after_help = "Examples:\n  kubectl sts-safe scale redis --replicas 5\n  kubectl sts-safe scale redis --replicas 2 --dry-run\n  kubectl sts-safe scale redis --replicas 0 --yes --allow-zero")]
+    #[command(
+        after_help = "Examples:\n  kubectl sts-safe scale redis --replicas 5\n  kubectl sts-safe scale redis --replicas 2 --dry-run\n  kubectl sts-safe scale redis --replicas 0 --yes --allow-zero"
+    )]
     Scale(ScaleArgs),
     /// Find and delete the PVCs that StatefulSet scale-down truly orphaned
-    #[command(name = "prune-pvcs", after_help = "Examples:\n  kubectl sts-safe prune-pvcs redis\n  kubectl sts-safe prune-pvcs -A --dry-run -o json\n  kubectl sts-safe prune-pvcs --older-than 7d --yes")]
+    #[command(
+        name = "prune-pvcs",
+        after_help = "Examples:\n  kubectl sts-safe prune-pvcs redis\n  kubectl sts-safe prune-pvcs -A --dry-run -o json\n  kubectl sts-safe prune-pvcs --older-than 7d --yes"
+    )]
     PrunePvcs(PruneArgs),
     /// Print a shell completion script
-    #[command(after_help = "Examples:\n  source <(kubectl sts-safe completion bash)\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"")]
+    #[command(
+        after_help = "Examples:\n  source <(kubectl sts-safe completion bash)\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\""
+    )]
     Completion(CompletionArgs),
 }
 
@@ -260,13 +275,26 @@ mod tests {
 
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
-        let a = parse(&["-n", "prod", "--context", "c", "status", "redis", "-o", "json"]).unwrap();
+        let a = parse(&[
+            "-n",
+            "prod",
+            "--context",
+            "c",
+            "status",
+            "redis",
+            "-o",
+            "json",
+        ])
+        .unwrap();
         assert_eq!(a.global.namespace.as_deref(), Some("prod"));
         assert_eq!(a.global.context.as_deref(), Some("c"));
         assert_eq!(a.global.output, Output::Json);
         let b = parse(&["status", "redis", "--namespace=prod", "--kubeconfig", "/k"]).unwrap();
         assert_eq!(b.global.namespace.as_deref(), Some("prod"));
-        assert_eq!(b.global.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(
+            b.global.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
     }
 
     #[test]
@@ -276,8 +304,14 @@ mod tests {
             _ => unreachable!(),
         };
         assert_eq!(c(&["scale", "r", "--replicas", "2"]), DryRun::None);
-        assert_eq!(c(&["scale", "r", "--replicas", "2", "--dry-run"]), DryRun::Client);
-        assert_eq!(c(&["scale", "r", "--replicas", "2", "--dry-run=server"]), DryRun::Server);
+        assert_eq!(
+            c(&["scale", "r", "--replicas", "2", "--dry-run"]),
+            DryRun::Client
+        );
+        assert_eq!(
+            c(&["scale", "r", "--replicas", "2", "--dry-run=server"]),
+            DryRun::Server
+        );
         assert!(parse(&["scale", "r", "--replicas", "2", "--dry-run=maybe"]).is_err());
     }
 
@@ -305,7 +339,10 @@ mod tests {
 
     #[test]
     fn durations_accept_days_and_zero() {
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("-1s").is_err());
     }

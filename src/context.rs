@@ -57,22 +57,26 @@ pub fn resolve_namespace(flag: Option<&str>, from_context: Option<&str>) -> Stri
 
 fn read_kubeconfig(source: &Source) -> Result<Kubeconfig> {
     match source {
-        Source::Flag(p) | Source::Home(p) => Kubeconfig::read_from(p)
-            .map_err(|e| Error::Kubeconfig(format!("cannot load \"{}\": {}", p.display(), one_line(&e)))),
+        Source::Flag(p) | Source::Home(p) => Kubeconfig::read_from(p).map_err(|e| {
+            Error::Kubeconfig(format!("cannot load \"{}\": {}", p.display(), one_line(&e)))
+        }),
         Source::Env(paths) => {
             let mut merged: Option<Kubeconfig> = None;
             for p in std::env::split_paths(paths).filter(|p| !p.as_os_str().is_empty()) {
                 if !p.exists() {
                     continue; // kubectl ignores missing entries of $KUBECONFIG
                 }
-                let kc = Kubeconfig::read_from(&p)
-                    .map_err(|e| Error::Kubeconfig(format!("cannot load \"{}\": {}", p.display(), one_line(&e))))?;
+                let kc = Kubeconfig::read_from(&p).map_err(|e| {
+                    Error::Kubeconfig(format!("cannot load \"{}\": {}", p.display(), one_line(&e)))
+                })?;
                 merged = Some(match merged {
                     None => kc,
                     Some(m) => m.merge(kc).map_err(|e| Error::Kubeconfig(one_line(&e)))?,
                 });
             }
-            merged.ok_or_else(|| Error::Kubeconfig(format!("none of the files in $KUBECONFIG ({paths}) exists")))
+            merged.ok_or_else(|| {
+                Error::Kubeconfig(format!("none of the files in $KUBECONFIG ({paths}) exists"))
+            })
         }
         Source::InCluster => unreachable!("in-cluster config has no kubeconfig file"),
     }
@@ -116,13 +120,21 @@ impl Ctx {
                 let kc = read_kubeconfig(src)?;
                 let name = match g.context.clone().or_else(|| kc.current_context.clone()) {
                     Some(n) => n,
-                    None => return Err(Error::Kubeconfig("no current-context is set; pass --context NAME".into())),
+                    None => {
+                        return Err(Error::Kubeconfig(
+                            "no current-context is set; pass --context NAME".into(),
+                        ))
+                    }
                 };
                 if !kc.contexts.iter().any(|c| c.name == name) {
                     let known: Vec<_> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
                     return Err(Error::Kubeconfig(format!(
                         "context \"{name}\" does not exist (known contexts: {})",
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     )));
                 }
                 let opts = KubeConfigOptions {
@@ -131,11 +143,14 @@ impl Ctx {
                 };
                 let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
                     .await
-                    .map_err(|e| Error::Kubeconfig(format!("context \"{name}\": {}", one_line(&e))))?;
+                    .map_err(|e| {
+                        Error::Kubeconfig(format!("context \"{name}\": {}", one_line(&e)))
+                    })?;
                 (cfg, name)
             }
         };
-        let ctx_ns = (!config.default_namespace.is_empty()).then(|| config.default_namespace.clone());
+        let ctx_ns =
+            (!config.default_namespace.is_empty()).then(|| config.default_namespace.clone());
         let namespace = resolve_namespace(g.namespace.as_deref(), ctx_ns.as_deref());
         let timeout = g.request_timeout.filter(|d| !d.is_zero());
         if let Some(t) = timeout {
@@ -145,11 +160,16 @@ impl Ctx {
         }
         let target = Target {
             context: context_name,
-            server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
+            server: config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_string(),
         };
         config.default_namespace = namespace.clone();
-        let client = kube::Client::try_from(config)
-            .map_err(|e| Error::Kubeconfig(format!("context \"{}\": {}", target.context, one_line(&e))))?;
+        let client = kube::Client::try_from(config).map_err(|e| {
+            Error::Kubeconfig(format!("context \"{}\": {}", target.context, one_line(&e)))
+        })?;
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         Ok(Ctx {
             client,
@@ -198,9 +218,18 @@ mod tests {
             kubeconfig_source(Some(Path::new("/f")), Some("/e"), Some(&tmp)),
             Source::Flag("/f".into())
         );
-        assert_eq!(kubeconfig_source(None, Some("/e"), Some(&tmp)), Source::Env("/e".into()));
-        assert_eq!(kubeconfig_source(None, Some(""), Some(&tmp)), Source::Home(tmp.join(".kube/config")));
-        assert_eq!(kubeconfig_source(None, None, Some(Path::new("/nonexistent"))), Source::InCluster);
+        assert_eq!(
+            kubeconfig_source(None, Some("/e"), Some(&tmp)),
+            Source::Env("/e".into())
+        );
+        assert_eq!(
+            kubeconfig_source(None, Some(""), Some(&tmp)),
+            Source::Home(tmp.join(".kube/config"))
+        );
+        assert_eq!(
+            kubeconfig_source(None, None, Some(Path::new("/nonexistent"))),
+            Source::InCluster
+        );
         std::fs::remove_dir_all(tmp).unwrap();
     }
 

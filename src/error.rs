@@ -87,7 +87,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Conflict { .. } | Error::Stopped(_) | Error::Declined(_) | Error::Timeout { .. } => exit::STOPPED,
+            Error::Conflict { .. }
+            | Error::Stopped(_)
+            | Error::Declined(_)
+            | Error::Timeout { .. } => exit::STOPPED,
             Error::Interrupted(_) => exit::INTERRUPTED,
             _ => exit::ERROR,
         }
@@ -118,7 +121,9 @@ impl Target {
     /// Maps a kube error for `req` to an [`Error`] that names the object and the fix.
     pub fn map(&self, req: Request<'_>, err: kube::Error) -> Error {
         match err {
-            kube::Error::Api(status) => self.map_status(req, status.code, &status.message, &status.reason),
+            kube::Error::Api(status) => {
+                self.map_status(req, status.code, &status.message, &status.reason)
+            }
             other => {
                 let reason = root_cause(&other);
                 if looks_unreachable(&reason) {
@@ -181,8 +186,17 @@ impl Target {
 
 fn describe(req: &Request<'_>) -> String {
     match req.name {
-        Some(n) => format!("{} {} \"{}\" in namespace \"{}\"", req.verb, singular(req.resource), n, req.namespace),
-        None => format!("{} {} in namespace \"{}\"", req.verb, req.resource, req.namespace),
+        Some(n) => format!(
+            "{} {} \"{}\" in namespace \"{}\"",
+            req.verb,
+            singular(req.resource),
+            n,
+            req.namespace
+        ),
+        None => format!(
+            "{} {} in namespace \"{}\"",
+            req.verb, req.resource, req.namespace
+        ),
     }
 }
 
@@ -220,9 +234,18 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 
 fn looks_unreachable(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
-    ["connection refused", "dns error", "timed out", "connect", "no route", "unreachable", "reset by peer", "failed to lookup"]
-        .iter()
-        .any(|p| r.contains(p))
+    [
+        "connection refused",
+        "dns error",
+        "timed out",
+        "connect",
+        "no route",
+        "unreachable",
+        "reset by peer",
+        "failed to lookup",
+    ]
+    .iter()
+    .any(|p| r.contains(p))
 }
 
 #[cfg(test)]
@@ -260,14 +283,24 @@ mod tests {
         let msg = "statefulsets.apps \"redis\" is forbidden: User \"sts-safe-limited\" cannot get resource \"statefulsets\"";
         let e = target().map_status(req(Some("redis")), 403, msg, "Forbidden");
         let s = e.to_string();
-        assert!(s.contains("user \"sts-safe-limited\" cannot get statefulsets"), "{s}");
+        assert!(
+            s.contains("user \"sts-safe-limited\" cannot get statefulsets"),
+            "{s}"
+        );
         assert!(s.contains("namespace \"production\""), "{s}");
     }
 
     #[test]
     fn conflict_is_a_safety_stop() {
-        let e = target().map_status(req(Some("redis")), 409, "the object has been modified", "Conflict");
+        let e = target().map_status(
+            req(Some("redis")),
+            409,
+            "the object has been modified",
+            "Conflict",
+        );
         assert_eq!(e.exit_code(), 3);
-        assert!(e.to_string().contains("statefulset \"redis\" was changed by someone else"));
+        assert!(e
+            .to_string()
+            .contains("statefulset \"redis\" was changed by someone else"));
     }
 }

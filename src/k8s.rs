@@ -68,13 +68,17 @@ impl Ctx {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         <K as Resource>::DynamicType: Default,
     {
-        list_all(&self.api::<K>(), lp).await.map_err(|e| self.err("list", resource, None, e))
+        list_all(&self.api::<K>(), lp)
+            .await
+            .map_err(|e| self.err("list", resource, None, e))
     }
 
     /// The StatefulSet's pods: selected by its labels and named `<sts>-<ordinal>`.
     pub async fn statefulset_pods(&self, sts: &StatefulSet) -> Result<Vec<Pod>> {
         let name = model::name(sts);
-        let pods: Vec<Pod> = self.list("pods", &ListParams::default().labels(&selector_string(sts))).await?;
+        let pods: Vec<Pod> = self
+            .list("pods", &ListParams::default().labels(&selector_string(sts)))
+            .await?;
         Ok(pods
             .into_iter()
             .filter(|p| model::ordinal_of(&name, &model::name(p)).is_some())
@@ -82,7 +86,8 @@ impl Ctx {
     }
 
     pub async fn namespace_pvcs(&self) -> Result<Vec<PersistentVolumeClaim>> {
-        self.list("persistentvolumeclaims", &ListParams::default()).await
+        self.list("persistentvolumeclaims", &ListParams::default())
+            .await
     }
 }
 
@@ -98,7 +103,9 @@ pub fn selector_string(sts: &StatefulSet) -> String {
 impl Ctx {
     /// PodDisruptionBudgets from policy/v1, falling back to policy/v1beta1 on servers
     /// older than 1.21 (same fields for what the plugin reads).
-    pub async fn list_pdbs(&self) -> Result<Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>> {
+    pub async fn list_pdbs(
+        &self,
+    ) -> Result<Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>> {
         use k8s_openapi::api::policy::v1::PodDisruptionBudget;
         use kube::api::DynamicObject;
         use kube::discovery::ApiResource;
@@ -112,7 +119,8 @@ impl Ctx {
                     kind: "PodDisruptionBudget".into(),
                     plural: "poddisruptionbudgets".into(),
                 };
-                let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
                 let items = list_all(&api, &ListParams::default())
                     .await
                     .map_err(|e| self.err("list", "poddisruptionbudgets", None, e))?;

@@ -7,6 +7,7 @@ pub mod error;
 pub mod k8s;
 pub mod model;
 pub mod orphan;
+pub mod plan;
 pub mod ui;
 
 #[cfg(test)]

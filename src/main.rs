@@ -20,7 +20,11 @@ fn main() {
         commands::completion::run(a);
         return;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -67,7 +71,8 @@ fn usage_error(e: clap::Error) -> i32 {
     if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
         line.push_str(&format!(" (possible values: {})", valid.join(", ")));
     }
-    if let Some(ContextValue::String(s)) = e.get(ContextKind::Suggested).and(None::<&ContextValue>) {
+    if let Some(ContextValue::String(s)) = e.get(ContextKind::Suggested).and(None::<&ContextValue>)
+    {
         line.push_str(s);
     }
     eprintln!("error: {line}; see 'kubectl sts-safe --help'");

@@ -22,7 +22,11 @@ pub fn replicas(sts: &StatefulSet) -> i32 {
 }
 
 pub fn ordinal_start(sts: &StatefulSet) -> i32 {
-    sts.spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0)
+    sts.spec
+        .ordinals
+        .as_ref()
+        .and_then(|o| o.start)
+        .unwrap_or(0)
 }
 
 /// Ordinals the controller keeps alive: `[start, start + replicas)`.
@@ -50,7 +54,14 @@ pub fn partition(sts: &StatefulSet) -> i32 {
 
 pub fn max_unavailable(sts: &StatefulSet) -> Option<String> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let v = sts.spec.update_strategy.as_ref()?.rolling_update.as_ref()?.max_unavailable.as_ref()?;
+    let v = sts
+        .spec
+        .update_strategy
+        .as_ref()?
+        .rolling_update
+        .as_ref()?
+        .max_unavailable
+        .as_ref()?;
     Some(match v {
         IntOrString::Int(i) => i.to_string(),
         IntOrString::String(s) => s.clone(),
@@ -58,7 +69,10 @@ pub fn max_unavailable(sts: &StatefulSet) -> Option<String> {
 }
 
 pub fn pod_management_policy(sts: &StatefulSet) -> &str {
-    sts.spec.pod_management_policy.as_deref().unwrap_or("OrderedReady")
+    sts.spec
+        .pod_management_policy
+        .as_deref()
+        .unwrap_or("OrderedReady")
 }
 
 pub fn min_ready_seconds(sts: &StatefulSet) -> i32 {
@@ -98,7 +112,11 @@ pub fn rollout_pending(sts: &StatefulSet) -> bool {
 /// The controller has seen the latest spec.
 pub fn observed(sts: &StatefulSet) -> bool {
     let gen = sts.metadata.generation.unwrap_or(0);
-    sts.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0) >= gen
+    sts.status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .unwrap_or(0)
+        >= gen
 }
 
 pub fn retention_policy(sts: &StatefulSet) -> Option<(String, String)> {
@@ -124,7 +142,8 @@ pub fn pod_name(sts: &str, ordinal: i32) -> String {
 
 /// Parses a canonical ordinal: digits only, no sign, no leading zeros (except "0").
 pub fn parse_ordinal(s: &str) -> Option<i32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
         return None;
     }
     s.parse().ok()
@@ -143,14 +162,50 @@ pub fn claim_ordinal(pvc: &str, template: &str, sts: &str) -> Option<i32> {
     ordinal_of(sts, rest)
 }
 
+/// Whether a LabelSelector (matchLabels and matchExpressions) selects `labels`.
+/// An empty selector selects everything, as for PodDisruptionBudgets in policy/v1.
+pub fn selector_matches(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let by_labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_exprs = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let have = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => have.is_some_and(|v| values.contains(v)),
+            "NotIn" => have.is_none_or(|v| !values.contains(v)),
+            "Exists" => have.is_some(),
+            "DoesNotExist" => have.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_exprs
+}
+
 // ---- Pods ---------------------------------------------------------------------
 
 pub fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
 }
 
-fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
-    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+fn condition<'a>(
+    pod: &'a Pod,
+    type_: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -173,7 +228,11 @@ pub fn is_available(pod: &Pod) -> bool {
 }
 
 pub fn revision(pod: &Pod) -> Option<&str> {
-    pod.metadata.labels.as_ref()?.get(REVISION_LABEL).map(String::as_str)
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(REVISION_LABEL)
+        .map(String::as_str)
 }
 
 pub fn restarts(pod: &Pod) -> i32 {
@@ -187,7 +246,12 @@ pub fn restarts(pod: &Pod) -> i32 {
 pub fn images(pod: &Pod) -> Vec<String> {
     pod.spec
         .as_ref()
-        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -200,7 +264,11 @@ pub fn mounted_claims(pod: &Pod) -> impl Iterator<Item = &str> {
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| v.persistent_volume_claim.as_ref().map(|p| p.claim_name.as_str()))
+        .filter_map(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .map(|p| p.claim_name.as_str())
+        })
 }
 
 /// Waiting or terminated reasons of containers that mean "this will not come up".
@@ -221,7 +289,11 @@ pub fn bad_container_state(pod: &Pod) -> Option<String> {
         let w = c.state.as_ref()?.waiting.as_ref()?;
         let reason = w.reason.as_deref()?;
         BAD_WAITING_REASONS.contains(&reason).then(|| {
-            let msg = w.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+            let msg = w
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
             format!("{}: {reason}{msg}", c.name)
         })
     })
@@ -229,7 +301,11 @@ pub fn bad_container_state(pod: &Pod) -> Option<String> {
 
 /// One line describing every container's state, for diagnoses.
 pub fn container_states(pod: &Pod) -> Vec<String> {
-    let Some(statuses) = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()) else {
+    let Some(statuses) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+    else {
         return vec![];
     };
     statuses
@@ -241,12 +317,19 @@ pub fn container_states(pod: &Pod) -> Vec<String> {
                     format!(
                         "waiting {}{}",
                         w.reason.as_deref().unwrap_or("?"),
-                        w.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                        w.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
                     )
                 }
                 Some(s) if s.terminated.is_some() => {
                     let t = s.terminated.as_ref().unwrap();
-                    format!("terminated {} (exit {})", t.reason.as_deref().unwrap_or("?"), t.exit_code)
+                    format!(
+                        "terminated {} (exit {})",
+                        t.reason.as_deref().unwrap_or("?"),
+                        t.exit_code
+                    )
                 }
                 Some(s) if s.running.is_some() => "running".to_string(),
                 _ => "unknown".to_string(),
@@ -255,9 +338,18 @@ pub fn container_states(pod: &Pod) -> Vec<String> {
                 .last_state
                 .as_ref()
                 .and_then(|l| l.terminated.as_ref())
-                .map(|t| format!(", last terminated {} (exit {})", t.reason.as_deref().unwrap_or("?"), t.exit_code))
+                .map(|t| {
+                    format!(
+                        ", last terminated {} (exit {})",
+                        t.reason.as_deref().unwrap_or("?"),
+                        t.exit_code
+                    )
+                })
                 .unwrap_or_default();
-            format!("{}: {state}, ready={}, restarts={}{last}", c.name, c.ready, c.restart_count)
+            format!(
+                "{}: {state}, ready={}, restarts={}{last}",
+                c.name, c.ready, c.restart_count
+            )
         })
         .collect()
 }
@@ -265,7 +357,10 @@ pub fn container_states(pod: &Pod) -> Vec<String> {
 // ---- PVCs ---------------------------------------------------------------------
 
 pub fn pvc_phase(pvc: &PersistentVolumeClaim) -> &str {
-    pvc.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending")
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
 }
 
 /// Capacity if bound, else the requested size.
@@ -302,7 +397,11 @@ pub fn pvc_storage_class(pvc: &PersistentVolumeClaim) -> Option<String> {
 }
 
 pub fn pvc_volume(pvc: &PersistentVolumeClaim) -> Option<&str> {
-    pvc.spec.as_ref()?.volume_name.as_deref().filter(|v| !v.is_empty())
+    pvc.spec
+        .as_ref()?
+        .volume_name
+        .as_deref()
+        .filter(|v| !v.is_empty())
 }
 
 // ---- Quantities and time --------------------------------------------------------
@@ -359,7 +458,9 @@ pub fn total_bytes<'a>(qs: impl IntoIterator<Item = &'a str>) -> f64 {
 
 /// kubectl-style age: 45s, 12m, 5h, 3d.
 pub fn age(t: Option<&Time>, now: Timestamp) -> String {
-    let Some(t) = t else { return "<unknown>".into() };
+    let Some(t) = t else {
+        return "<unknown>".into();
+    };
     let secs = now.as_second().saturating_sub(t.0.as_second()).max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
@@ -388,21 +489,64 @@ mod tests {
 
     #[test]
     fn claim_names_with_dashes_and_digits() {
-        assert_eq!(claim_ordinal("redis-data-redis-2", "redis-data", "redis"), Some(2));
+        assert_eq!(
+            claim_ordinal("redis-data-redis-2", "redis-data", "redis"),
+            Some(2)
+        );
         assert_eq!(claim_ordinal("data-web-1-0", "data", "web-1"), Some(0));
         assert_eq!(claim_ordinal("data-web-1-0", "data", "web"), None);
         assert_eq!(claim_ordinal("data-web-web-3", "data-web", "web"), Some(3));
         assert_eq!(claim_ordinal("data-web-web-3", "data", "web"), None);
         assert_eq!(claim_ordinal("vol2-db3-10", "vol2", "db3"), Some(10));
         assert_eq!(claim_ordinal("vol2-db3-010", "vol2", "db3"), None);
-        assert_eq!(claim_ordinal("redis-data-redis-", "redis-data", "redis"), None);
+        assert_eq!(
+            claim_ordinal("redis-data-redis-", "redis-data", "redis"),
+            None
+        );
+    }
+
+    #[test]
+    fn selectors_with_expressions() {
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), "redis".to_string()),
+            ("tier".into(), "db".into()),
+        ]
+        .into();
+        let sel = |y: &str| -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            serde_yaml::from_str(y).unwrap()
+        };
+        assert!(selector_matches(&sel("{}"), &labels));
+        assert!(selector_matches(
+            &sel("{matchLabels: {app: redis}}"),
+            &labels
+        ));
+        assert!(!selector_matches(&sel("{matchLabels: {app: pg}}"), &labels));
+        assert!(selector_matches(
+            &sel("{matchExpressions: [{key: tier, operator: In, values: [db, cache]}]}"),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel("{matchExpressions: [{key: tier, operator: NotIn, values: [db]}]}"),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel("{matchExpressions: [{key: zone, operator: DoesNotExist}]}"),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel("{matchExpressions: [{key: zone, operator: Exists}]}"),
+            &labels
+        ));
     }
 
     #[test]
     fn quantities_round_trip_through_bytes() {
         assert_eq!(quantity_bytes("10Gi"), Some(10.0 * 1024f64.powi(3)));
         assert_eq!(quantity_bytes("1G"), Some(1e9));
-        assert_eq!(quantity_bytes("1.5Ti").map(format_bytes).as_deref(), Some("1.5Ti"));
+        assert_eq!(
+            quantity_bytes("1.5Ti").map(format_bytes).as_deref(),
+            Some("1.5Ti")
+        );
         assert_eq!(format_bytes(total_bytes(["10Gi", "10Gi", "10Gi"])), "30Gi");
         assert_eq!(quantity_bytes("lots"), None);
     }

@@ -33,7 +33,9 @@ impl Verdict {
             Verdict::Live => "ordinal is in the live range".into(),
             Verdict::MountedBy(p) => format!("mounted by pod \"{p}\""),
             Verdict::Deleting => "already being deleted".into(),
-            Verdict::ScaledToZero => "StatefulSet is scaled to 0 (use --include-scaled-to-zero)".into(),
+            Verdict::ScaledToZero => {
+                "StatefulSet is scaled to 0 (use --include-scaled-to-zero)".into()
+            }
             Verdict::Ambiguous(s) => format!("name fits several StatefulSets ({})", s.join(", ")),
         }
     }
@@ -59,7 +61,8 @@ pub fn mounts(pods: &[Pod]) -> HashMap<(String, String), String> {
     for p in pods {
         let ns = p.namespace().unwrap_or_default();
         for c in model::mounted_claims(p) {
-            m.entry((ns.clone(), c.to_string())).or_insert_with(|| p.name_any());
+            m.entry((ns.clone(), c.to_string()))
+                .or_insert_with(|| p.name_any());
         }
     }
     m
@@ -72,7 +75,10 @@ fn labels_match(pvc: &PersistentVolumeClaim, selector: &BTreeMap<String, String>
 
 /// Every (StatefulSet, template, ordinal) whose naming rule produces this PVC's name
 /// in the same namespace.
-fn name_matches<'s>(pvc: &PersistentVolumeClaim, sets: &'s [StatefulSet]) -> Vec<(&'s StatefulSet, String, i32)> {
+fn name_matches<'s>(
+    pvc: &PersistentVolumeClaim,
+    sets: &'s [StatefulSet],
+) -> Vec<(&'s StatefulSet, String, i32)> {
     let ns = pvc.namespace();
     let name = pvc.name_any();
     let mut out = vec![];
@@ -103,7 +109,9 @@ pub fn classify<'a>(
             continue;
         }
         // A live ordinal under any reading of the name wins: never propose it.
-        let live = all.iter().find(|(s, _, o)| model::live_range(s).contains(o));
+        let live = all
+            .iter()
+            .find(|(s, _, o)| model::live_range(s).contains(o));
         let by_labels: Vec<_> = all
             .iter()
             .filter(|(s, _, _)| labels_match(pvc, &model::selector_labels(s)))
@@ -157,7 +165,10 @@ pub fn gone_statefulset_claims<'a>(
             !sets
                 .iter()
                 .filter(|s| s.namespace() == pvc.namespace())
-                .any(|s| labels_match(pvc, &model::selector_labels(s)) && !model::selector_labels(s).is_empty())
+                .any(|s| {
+                    labels_match(pvc, &model::selector_labels(s))
+                        && !model::selector_labels(s).is_empty()
+                })
         })
         .filter(|pvc| !mounted.contains_key(&(pvc.namespace().unwrap_or_default(), pvc.name_any())))
         .filter_map(|pvc| {
@@ -174,8 +185,16 @@ pub fn gone_statefulset_claims<'a>(
 mod tests {
     use super::*;
 
-    pub fn sts(name: &str, replicas: i32, templates: &[&str], labels: &[(&str, &str)]) -> StatefulSet {
-        let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    pub fn sts(
+        name: &str,
+        replicas: i32,
+        templates: &[&str],
+        labels: &[(&str, &str)],
+    ) -> StatefulSet {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "ns"},
             "spec": {
@@ -190,9 +209,14 @@ mod tests {
     }
 
     pub fn pvc(name: &str, labels: &[(&str, &str)]) -> PersistentVolumeClaim {
-        let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "ns", "labels": labels}}))
-            .unwrap()
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "namespace": "ns", "labels": labels}}),
+        )
+        .unwrap()
     }
 
     fn pod_mounting(name: &str, claim: &str) -> Pod {
@@ -203,7 +227,11 @@ mod tests {
         .unwrap()
     }
 
-    fn verdicts(sets: &[StatefulSet], pvcs: &[PersistentVolumeClaim], pods: &[Pod]) -> Vec<(String, String, i32, Verdict)> {
+    fn verdicts(
+        sets: &[StatefulSet],
+        pvcs: &[PersistentVolumeClaim],
+        pods: &[Pod],
+    ) -> Vec<(String, String, i32, Verdict)> {
         classify(sets, pvcs, pods, Options::default())
             .into_iter()
             .map(|c| (c.pvc.name_any(), c.statefulset, c.ordinal, c.verdict))
@@ -213,9 +241,15 @@ mod tests {
     #[test]
     fn scale_down_leaves_orphans_above_the_live_range() {
         let sets = [sts("redis", 2, &["redis-data"], &[("app", "redis")])];
-        let pvcs: Vec<_> = (0..5).map(|i| pvc(&format!("redis-data-redis-{i}"), &[("app", "redis")])).collect();
+        let pvcs: Vec<_> = (0..5)
+            .map(|i| pvc(&format!("redis-data-redis-{i}"), &[("app", "redis")]))
+            .collect();
         let v = verdicts(&sets, &pvcs, &[]);
-        let orphans: Vec<_> = v.iter().filter(|x| x.3 == Verdict::Orphan).map(|x| x.2).collect();
+        let orphans: Vec<_> = v
+            .iter()
+            .filter(|x| x.3 == Verdict::Orphan)
+            .map(|x| x.2)
+            .collect();
         assert_eq!(orphans, vec![2, 3, 4]);
         assert_eq!(v.iter().filter(|x| x.3 == Verdict::Live).count(), 2);
     }
@@ -224,16 +258,24 @@ mod tests {
     fn mounted_deleting_and_scaled_to_zero_are_never_orphans() {
         let sets = [sts("db", 1, &["data"], &[]), sts("idle", 0, &["data"], &[])];
         let mut deleting = pvc("data-db-3", &[]);
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         let pvcs = [pvc("data-db-2", &[]), deleting, pvc("data-idle-0", &[])];
         let pods = [pod_mounting("debug", "data-db-2")];
         let v = verdicts(&sets, &pvcs, &pods);
         assert_eq!(v[0].3, Verdict::MountedBy("debug".into()));
         assert_eq!(v[1].3, Verdict::Deleting);
         assert_eq!(v[2].3, Verdict::ScaledToZero);
-        let with_zero = classify(&sets, &pvcs, &pods, Options { include_scaled_to_zero: true });
+        let with_zero = classify(
+            &sets,
+            &pvcs,
+            &pods,
+            Options {
+                include_scaled_to_zero: true,
+            },
+        );
         assert_eq!(with_zero[2].verdict, Verdict::Orphan);
     }
 
@@ -250,21 +292,40 @@ mod tests {
             pvc("data-web-1-4", &[("app", "web-1")]),
         ];
         let v = verdicts(&sets, &pvcs, &[]);
-        assert_eq!(v[0], ("data-web-1-0".into(), "web-1".into(), 0, Verdict::Live));
-        assert_eq!(v[1], ("data-web-web-2".into(), "web".into(), 2, Verdict::Orphan));
-        assert_eq!(v[2], ("data-web-3".into(), "web".into(), 3, Verdict::Orphan));
-        assert_eq!(v[3], ("data-web-1-4".into(), "web-1".into(), 4, Verdict::Orphan));
+        assert_eq!(
+            v[0],
+            ("data-web-1-0".into(), "web-1".into(), 0, Verdict::Live)
+        );
+        assert_eq!(
+            v[1],
+            ("data-web-web-2".into(), "web".into(), 2, Verdict::Orphan)
+        );
+        assert_eq!(
+            v[2],
+            ("data-web-3".into(), "web".into(), 3, Verdict::Orphan)
+        );
+        assert_eq!(
+            v[3],
+            ("data-web-1-4".into(), "web-1".into(), 4, Verdict::Orphan)
+        );
     }
 
     #[test]
     fn look_alike_names_are_decided_by_labels_or_refused() {
         // "data-web-1-3" is both (data, web-1, 3) and (data-web, 1, 3).
-        let sets = [sts("web-1", 1, &["data"], &[("app", "a")]), sts("1", 1, &["data-web"], &[("app", "b")])];
+        let sets = [
+            sts("web-1", 1, &["data"], &[("app", "a")]),
+            sts("1", 1, &["data-web"], &[("app", "b")]),
+        ];
         let by_labels = verdicts(&sets, &[pvc("data-web-1-3", &[("app", "b")])], &[]);
         assert_eq!(by_labels[0].1, "1");
         let unlabelled = verdicts(&sets, &[pvc("data-web-1-3", &[])], &[]);
         let live_anyway = verdicts(&sets, &[pvc("data-web-1-0", &[("app", "b")])], &[]);
-        assert_eq!(live_anyway[0].3, Verdict::Live, "live under one reading: never proposed");
+        assert_eq!(
+            live_anyway[0].3,
+            Verdict::Live,
+            "live under one reading: never proposed"
+        );
         assert!(matches!(unlabelled[0].3, Verdict::Ambiguous(_)));
     }
 

@@ -39,7 +39,9 @@ pub fn dim<D>(d: D) -> StyledObject<D> {
 /// Writes `value` to stdout as JSON or YAML.
 pub fn emit<T: Serialize>(output: Output, value: &T) -> Result<()> {
     let text = match output {
-        Output::Json => serde_json::to_string_pretty(value).map_err(|e| Error::Io(e.to_string()))? + "\n",
+        Output::Json => {
+            serde_json::to_string_pretty(value).map_err(|e| Error::Io(e.to_string()))? + "\n"
+        }
         Output::Yaml => serde_yaml::to_string(value).map_err(|e| Error::Io(e.to_string()))?,
         Output::Text => unreachable!("text output is rendered by each command"),
     };
@@ -50,7 +52,9 @@ pub fn emit<T: Serialize>(output: Output, value: &T) -> Result<()> {
 pub fn print_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io(format!("writing to stdout: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Io(format!("writing to stdout: {e}")))
+        }
         _ => Ok(()),
     }
 }
@@ -76,7 +80,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 l.push_str(c);
             } else {
-                l.push_str(&console::pad_str(c, width[i], console::Alignment::Left, None));
+                l.push_str(&console::pad_str(
+                    c,
+                    width[i],
+                    console::Alignment::Left,
+                    None,
+                ));
                 l.push_str("  ");
             }
         }
@@ -115,7 +124,9 @@ pub fn confirm(ctx: &Ctx, yes: bool, question: &str) -> Result<()> {
 /// Makes the operator type `expected` (used before destroying everything).
 pub fn confirm_by_typing(ctx: &Ctx, expected: &str, question: &str) -> Result<()> {
     if !ctx.interactive {
-        return Err(Error::Declined(format!("refusing: \"{question}\" needs a terminal")));
+        return Err(Error::Declined(format!(
+            "refusing: \"{question}\" needs a terminal"
+        )));
     }
     let typed: String = dialoguer::Input::with_theme(&ColorfulTheme::default())
         .with_prompt(format!("{question} Type \"{expected}\" to confirm"))
@@ -125,7 +136,9 @@ pub fn confirm_by_typing(ctx: &Ctx, expected: &str, question: &str) -> Result<()
     if typed.trim() == expected {
         Ok(())
     } else {
-        Err(Error::Declined("the name did not match; nothing was changed".into()))
+        Err(Error::Declined(
+            "the name did not match; nothing was changed".into(),
+        ))
     }
 }
 
@@ -168,7 +181,10 @@ impl Progress {
         let label = label.into();
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new_spinner());
-            b.set_style(ProgressStyle::with_template("{spinner} {prefix:<14} {msg}").expect("static template"));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<14} {msg}")
+                    .expect("static template"),
+            );
             b.set_prefix(label.clone());
             b.enable_steady_tick(Duration::from_millis(120));
             b

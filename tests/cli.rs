@@ -51,11 +51,27 @@ fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
 fn help_lists_every_subcommand_with_examples() {
     let r = run(&["--help"]);
     assert_eq!(r.code, 0);
-    for c in ["status", "doctor", "canary", "rollback", "scale", "prune-pvcs", "completion"] {
+    for c in [
+        "status",
+        "doctor",
+        "canary",
+        "rollback",
+        "scale",
+        "prune-pvcs",
+        "completion",
+    ] {
         assert!(r.stdout.contains(c), "{c}");
     }
     assert!(r.stdout.contains("--kubeconfig") && r.stdout.contains("--namespace"));
-    for sub in ["status", "doctor", "canary", "rollback", "scale", "prune-pvcs", "completion"] {
+    for sub in [
+        "status",
+        "doctor",
+        "canary",
+        "rollback",
+        "scale",
+        "prune-pvcs",
+        "completion",
+    ] {
         let h = run(&[sub, "--help"]);
         assert_eq!(h.code, 0, "{sub}");
         assert!(h.stdout.contains("Examples:"), "{sub} help has examples");
@@ -66,19 +82,34 @@ fn help_lists_every_subcommand_with_examples() {
 fn version_and_completion() {
     let v = run(&["--version"]);
     assert_eq!(v.code, 0);
-    assert!(v.stdout.starts_with("kubectl-sts_safe ") || v.stdout.starts_with("kubectl sts-safe "), "{}", v.stdout);
+    assert!(
+        v.stdout.starts_with("kubectl-sts_safe ") || v.stdout.starts_with("kubectl sts-safe "),
+        "{}",
+        v.stdout
+    );
     for shell in ["bash", "zsh", "fish"] {
         let c = run(&["completion", shell]);
         assert_eq!(c.code, 0, "{shell}");
-        assert!(c.stdout.contains("prune-pvcs"), "{shell} completion covers subcommands");
+        assert!(
+            c.stdout.contains("prune-pvcs"),
+            "{shell} completion covers subcommands"
+        );
     }
 }
 
 #[test]
 fn usage_errors_are_one_line_with_exit_2() {
-    one_error_line(&run(&["status", "redis", "-o", "xml"]), 2, "possible values: text, json, yaml");
+    one_error_line(
+        &run(&["status", "redis", "-o", "xml"]),
+        2,
+        "possible values: text, json, yaml",
+    );
     one_error_line(&run(&["scale", "redis", "--replicas", "-3"]), 2, "negative");
-    one_error_line(&run(&["scale", "redis", "--replicas", "many"]), 2, "not a whole number");
+    one_error_line(
+        &run(&["scale", "redis", "--replicas", "many"]),
+        2,
+        "not a whole number",
+    );
     one_error_line(&run(&["frobnicate"]), 2, "unrecognized subcommand");
     one_error_line(&run(&["status", "redis", "--bogus"]), 2, "--bogus");
     one_error_line(&run(&["canary", "redis", "--soak", "soon"]), 2, "--soak");
@@ -87,10 +118,21 @@ fn usage_errors_are_one_line_with_exit_2() {
 #[test]
 fn kubeconfig_problems_name_the_file() {
     let missing = run(&["status", "redis", "--kubeconfig", "/nonexistent/kubeconfig"]);
-    one_error_line(&missing, 1, "kubeconfig: cannot load \"/nonexistent/kubeconfig\"");
-    let bad = temp_file("malformed", "apiVersion: v1\nclusters: [this is: not valid\n");
+    one_error_line(
+        &missing,
+        1,
+        "kubeconfig: cannot load \"/nonexistent/kubeconfig\"",
+    );
+    let bad = temp_file(
+        "malformed",
+        "apiVersion: v1\nclusters: [this is: not valid\n",
+    );
     let r = run(&["status", "redis", "--kubeconfig", bad.to_str().unwrap()]);
-    one_error_line(&r, 1, &format!("kubeconfig: cannot load \"{}\"", bad.display()));
+    one_error_line(
+        &r,
+        1,
+        &format!("kubeconfig: cannot load \"{}\"", bad.display()),
+    );
 }
 
 #[test]
@@ -105,9 +147,21 @@ contexts: [{name: closed, context: {cluster: c, user: u, namespace: production}}
 current-context: closed
 "#,
     );
-    let r = run(&["status", "redis", "--kubeconfig", kc.to_str().unwrap(), "-v", "-v", "-v"]);
+    let r = run(&[
+        "status",
+        "redis",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-v",
+        "-v",
+        "-v",
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let last = r.stderr.lines().last().unwrap();
     assert!(last.starts_with("error: cannot reach the Kubernetes API server at https://127.0.0.1:1 (context \"closed\")"), "{last}");
-    assert!(!r.stderr.contains("secret-token-value"), "the token must never be logged:\n{}", r.stderr);
+    assert!(
+        !r.stderr.contains("secret-token-value"),
+        "the token must never be logged:\n{}",
+        r.stderr
+    );
 }

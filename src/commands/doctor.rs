@@ -57,11 +57,18 @@ const STUCK_AFTER_SECS: i64 = 60;
 
 pub fn diagnose(inp: &Inputs, only: Option<&str>, now: Timestamp) -> Vec<Finding> {
     let mut out = vec![];
-    for sts in inp.statefulsets.iter().filter(|s| only.is_none_or(|n| s.name_any() == n)) {
+    for sts in inp
+        .statefulsets
+        .iter()
+        .filter(|s| only.is_none_or(|n| s.name_any() == n))
+    {
         let pods: Vec<&Pod> = inp
             .pods
             .iter()
-            .filter(|p| model::ordinal_of(&sts.name_any(), &p.name_any()).is_some() && selects(&model::selector_labels(sts), p.labels()))
+            .filter(|p| {
+                model::ordinal_of(&sts.name_any(), &p.name_any()).is_some()
+                    && selects(&model::selector_labels(sts), p.labels())
+            })
             .collect();
         check_service(sts, inp, &mut out);
         check_pending(sts, &pods, inp, now, &mut out);
@@ -82,7 +89,13 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-fn finding(severity: Severity, check: &'static str, object: String, problem: String, fix: String) -> Finding {
+fn finding(
+    severity: Severity,
+    check: &'static str,
+    object: String,
+    problem: String,
+    fix: String,
+) -> Finding {
     Finding {
         severity,
         check,
@@ -158,16 +171,27 @@ fn labels_str(l: &BTreeMap<String, String>) -> String {
     if l.is_empty() {
         return "{}".into();
     }
-    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The latest events about one object, newest last, as "Reason: message".
 pub fn events_for(events: &[Event], kind: &str, name: &str, limit: usize) -> Vec<String> {
     let mut evs: Vec<&Event> = events
         .iter()
-        .filter(|e| e.involved_object.kind.as_deref() == Some(kind) && e.involved_object.name.as_deref() == Some(name))
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
         .collect();
-    evs.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)));
+    evs.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0))
+    });
     evs.iter()
         .rev()
         .take(limit)
@@ -188,6 +212,9 @@ pub fn pvc_pending_cause(pvc: &PersistentVolumeClaim, inp: &Inputs) -> String {
     let evs = events_for(&inp.events, "PersistentVolumeClaim", &name, 2);
     let class = model::pvc_storage_class(pvc);
     let class_note = match (&class, &inp.storage_classes) {
+        (Some(c), _) if c.is_empty() => {
+            "storageClassName is \"\" (static binding, no dynamic provisioning) and no PersistentVolume matches it".to_string()
+        }
         (Some(c), Some(classes)) => match classes.iter().find(|s| &s.name_any() == c) {
             None => format!("StorageClass \"{c}\" does not exist"),
             Some(sc) => format!("StorageClass \"{c}\" (provisioner {}) has not provisioned a volume", sc.provisioner),
@@ -201,18 +228,30 @@ pub fn pvc_pending_cause(pvc: &PersistentVolumeClaim, inp: &Inputs) -> String {
     if evs.is_empty() {
         format!("PVC \"{name}\" is Pending: {class_note}")
     } else {
-        format!("PVC \"{name}\" is Pending: {class_note}; events: {}", evs.join(" | "))
+        format!(
+            "PVC \"{name}\" is Pending: {class_note}; events: {}",
+            evs.join(" | ")
+        )
     }
 }
 
 pub fn is_default_class(sc: &StorageClass) -> bool {
     let a = sc.annotations();
-    ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"]
-        .iter()
-        .any(|k| a.get(*k).map(String::as_str) == Some("true"))
+    [
+        "storageclass.kubernetes.io/is-default-class",
+        "storageclass.beta.kubernetes.io/is-default-class",
+    ]
+    .iter()
+    .any(|k| a.get(*k).map(String::as_str) == Some("true"))
 }
 
-fn check_pending(sts: &StatefulSet, pods: &[&Pod], inp: &Inputs, now: Timestamp, out: &mut Vec<Finding>) {
+fn check_pending(
+    sts: &StatefulSet,
+    pods: &[&Pod],
+    inp: &Inputs,
+    now: Timestamp,
+    out: &mut Vec<Finding>,
+) {
     let name = sts.name_any();
     let by_ord: HashMap<i32, &Pod> = pods
         .iter()
@@ -226,27 +265,52 @@ fn check_pending(sts: &StatefulSet, pods: &[&Pod], inp: &Inputs, now: Timestamp,
                 let blocker = model::live_range(sts)
                     .take_while(|x| *x < o)
                     .find(|x| !by_ord.get(x).is_some_and(|p| model::is_available(p)));
-                if let Some(b) = blocker {
-                    reported_missing = true;
-                    out.push(finding(
-                        Severity::Error,
-                        "pod-pending",
-                        format!("pod/{}", model::pod_name(&name, o)),
-                        format!(
-                            "{} is not created because {} is not Running/Ready (podManagementPolicy OrderedReady)",
-                            model::pod_name(&name, o),
-                            model::pod_name(&name, b)
-                        ),
-                        format!("fix {} first: the controller creates pods one at a time in ordinal order", model::pod_name(&name, b)),
-                    ));
-                }
+                let Some(b) = blocker else { continue };
+                reported_missing = true;
+                let blocker_pod = by_ord.get(&b).copied();
+                let why = match blocker_pod {
+                    None => "it does not exist".to_string(),
+                    Some(bp) => {
+                        let age = model::age_secs(bp.metadata.creation_timestamp.as_ref(), now)
+                            .unwrap_or(0);
+                        let cause = pending_cause(bp, inp)
+                            .or_else(|| events_for(&inp.events, "Pod", &bp.name_any(), 1).pop());
+                        if cause.is_none() && age < STUCK_AFTER_SECS {
+                            continue; // an ordinary ordered start-up
+                        }
+                        match cause {
+                            Some(c) => format!("it is {} ({c})", model::phase(bp)),
+                            None => format!("it is {} and not Ready for {age}s", model::phase(bp)),
+                        }
+                    }
+                };
+                out.push(finding(
+                    Severity::Error,
+                    "pod-pending",
+                    format!("pod/{}", model::pod_name(&name, o)),
+                    format!(
+                        "{} is not created because {} is not Running/Ready: {why} (podManagementPolicy OrderedReady)",
+                        model::pod_name(&name, o),
+                        model::pod_name(&name, b)
+                    ),
+                    format!("fix {} first: the controller creates pods one at a time in ordinal order", model::pod_name(&name, b)),
+                ));
             }
             Some(p) if model::phase(p) == "Pending" && !model::is_terminating(p) => {
+                if on_pending_update_revision(sts, p) && model::bad_container_state(p).is_some() {
+                    continue; // reported once, as rollout-stuck, with the right fix
+                }
                 let cause = pending_cause(p, inp);
                 let age = model::age_secs(p.metadata.creation_timestamp.as_ref(), now).unwrap_or(0);
                 if cause.is_none() && age < STUCK_AFTER_SECS {
                     continue;
                 }
+                let fix = match &cause {
+                    Some(c) if c.starts_with("PVC") => "fix the claim: the StorageClass must exist, have a working provisioner and serve the pod's zone (`kubectl describe pvc`)",
+                    Some(c) if c.starts_with("unschedulable") => "relax the scheduling constraint (resources, affinity, taints) or add capacity",
+                    Some(_) => "fix the container: image name, registry credentials, configuration (`kubectl describe pod`)",
+                    None => "see `kubectl describe pod` for what it is waiting for",
+                };
                 let events = events_for(&inp.events, "Pod", &p.name_any(), 2);
                 out.push(finding(
                     Severity::Error,
@@ -263,7 +327,7 @@ fn check_pending(sts: &StatefulSet, pods: &[&Pod], inp: &Inputs, now: Timestamp,
                             }
                         })
                     ),
-                    "see `kubectl describe pod` and the PVC's events; fix the StorageClass (exists, has a provisioner, right zone) or the scheduling constraint".into(),
+                    fix.into(),
                 ));
             }
             _ => {}
@@ -271,11 +335,17 @@ fn check_pending(sts: &StatefulSet, pods: &[&Pod], inp: &Inputs, now: Timestamp,
     }
 }
 
+fn on_pending_update_revision(sts: &StatefulSet, pod: &Pod) -> bool {
+    model::rollout_pending(sts) && model::revision(pod) == model::update_revision(sts)
+}
+
 fn pending_cause(pod: &Pod, inp: &Inputs) -> Option<String> {
     for claim in model::mounted_claims(pod) {
         match inp.pvcs.iter().find(|c| c.name_any() == claim) {
             None => return Some(format!("PVC \"{claim}\" does not exist")),
-            Some(pvc) if model::pvc_phase(pvc) == "Pending" => return Some(pvc_pending_cause(pvc, inp)),
+            Some(pvc) if model::pvc_phase(pvc) == "Pending" => {
+                return Some(pvc_pending_cause(pvc, inp))
+            }
             _ => {}
         }
     }
@@ -283,12 +353,18 @@ fn pending_cause(pod: &Pod, inp: &Inputs) -> Option<String> {
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"));
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        });
     if let Some(c) = unschedulable {
         let evs = events_for(&inp.events, "Pod", &pod.name_any(), 1);
         return Some(format!(
             "unschedulable: {}",
-            c.message.clone().or_else(|| evs.first().cloned()).unwrap_or_else(|| c.reason.clone().unwrap_or_default())
+            c.message
+                .clone()
+                .or_else(|| evs.first().cloned())
+                .unwrap_or_else(|| c.reason.clone().unwrap_or_default())
         ));
     }
     model::bad_container_state(pod)
@@ -298,10 +374,16 @@ fn check_claims(sts: &StatefulSet, pods: &[&Pod], out: &mut Vec<Finding>) {
     let name = sts.name_any();
     let templates = model::claim_templates(sts);
     for p in pods {
-        let Some(o) = model::ordinal_of(&name, &p.name_any()) else { continue };
-        let Some(spec) = p.spec.as_ref() else { continue };
+        let Some(o) = model::ordinal_of(&name, &p.name_any()) else {
+            continue;
+        };
+        let Some(spec) = p.spec.as_ref() else {
+            continue;
+        };
         for v in spec.volumes.iter().flatten() {
-            let Some(claim) = v.persistent_volume_claim.as_ref() else { continue };
+            let Some(claim) = v.persistent_volume_claim.as_ref() else {
+                continue;
+            };
             if !templates.contains(&v.name) {
                 continue;
             }
@@ -320,13 +402,26 @@ fn check_claims(sts: &StatefulSet, pods: &[&Pod], out: &mut Vec<Finding>) {
 }
 
 fn check_orphans(sts: &StatefulSet, inp: &Inputs, out: &mut Vec<Finding>) {
-    let claims = orphan::classify(std::slice::from_ref(sts), &inp.pvcs, &inp.pods, orphan::Options::default());
-    let orphans: Vec<_> = claims.iter().filter(|c| c.verdict == orphan::Verdict::Orphan).collect();
+    let claims = orphan::classify(
+        std::slice::from_ref(sts),
+        &inp.pvcs,
+        &inp.pods,
+        orphan::Options::default(),
+    );
+    let orphans: Vec<_> = claims
+        .iter()
+        .filter(|c| c.verdict == orphan::Verdict::Orphan)
+        .collect();
     if orphans.is_empty() {
         return;
     }
     let total = model::format_bytes(model::total_bytes(
-        orphans.iter().filter_map(|c| model::pvc_capacity(c.pvc)).collect::<Vec<_>>().iter().map(String::as_str),
+        orphans
+            .iter()
+            .filter_map(|c| model::pvc_capacity(c.pvc))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
     ));
     out.push(finding(
         Severity::Warn,
@@ -346,12 +441,23 @@ fn check_orphans(sts: &StatefulSet, inp: &Inputs, out: &mut Vec<Finding>) {
 }
 
 fn containers(sts: &StatefulSet) -> Vec<&Container> {
-    let Some(spec) = sts.spec.template.spec.as_ref() else { return vec![] };
-    spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect()
+    let Some(spec) = sts.spec.template.spec.as_ref() else {
+        return vec![];
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect()
 }
 
 fn check_security(sts: &StatefulSet, out: &mut Vec<Finding>) {
-    let pod_sc = sts.spec.template.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let pod_sc = sts
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
     for c in containers(sts) {
         let sc = c.security_context.clone().unwrap_or_default();
         let obj = format!("{}/container/{}", sts_ref(sts), c.name);
@@ -379,7 +485,10 @@ fn check_security(sts: &StatefulSet, out: &mut Vec<Finding>) {
                 Severity::Warn,
                 "security-non-root",
                 obj.clone(),
-                format!("container \"{}\" does not set runAsNonRoot: true: it may run as root", c.name),
+                format!(
+                    "container \"{}\" does not set runAsNonRoot: true: it may run as root",
+                    c.name
+                ),
                 "set securityContext.runAsNonRoot: true (and a non-zero runAsUser)".into(),
             ));
         }
@@ -389,7 +498,8 @@ fn check_security(sts: &StatefulSet, out: &mut Vec<Finding>) {
                 "security-readonly-rootfs",
                 obj,
                 format!("container \"{}\" has a writable root filesystem", c.name),
-                "set securityContext.readOnlyRootFilesystem: true; write only to mounted volumes".into(),
+                "set securityContext.readOnlyRootFilesystem: true; write only to mounted volumes"
+                    .into(),
             ));
         }
     }
@@ -434,7 +544,9 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
                 let age = model::age_secs(p.metadata.creation_timestamp.as_ref(), now).unwrap_or(0);
                 match bad {
                     Some(b) => Some((**p, b)),
-                    None if age >= STUCK_AFTER_SECS * 5 => Some((**p, format!("not Ready for {age}s"))),
+                    None if age >= STUCK_AFTER_SECS * 5 => {
+                        Some((**p, format!("not Ready for {age}s")))
+                    }
                     None => None,
                 }
             })
@@ -448,7 +560,9 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
                 format!("kubectl sts-safe rollback {name} (restores the old template and deletes the stuck pod), or fix the template and delete the pod"),
             ));
         }
-        let all_exposed_updated = exposed.iter().all(|p| model::revision(p) == update && model::is_available(p));
+        let all_exposed_updated = exposed
+            .iter()
+            .all(|p| model::revision(p) == update && model::is_available(p));
         if stuck.is_empty() && partition > start && all_exposed_updated && !exposed.is_empty() {
             out.push(finding(
                 Severity::Warn,
@@ -480,8 +594,10 @@ fn check_pdb_and_resources(sts: &StatefulSet, inp: &Inputs, out: &mut Vec<Findin
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     let covered = inp.pdbs.iter().any(|pdb| {
-        let sel = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.match_labels.clone());
-        sel.is_some_and(|s| selects(&s, &labels))
+        pdb.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|sel| model::selector_matches(sel, &labels))
     });
     if !covered && model::replicas(sts) > 1 {
         out.push(finding(
@@ -519,14 +635,25 @@ fn check_shared_rwo(inp: &Inputs, out: &mut Vec<Finding>) {
         if spec.replicas.unwrap_or(1) <= 1 {
             continue;
         }
-        for v in spec.template.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            let Some(claim) = &v.persistent_volume_claim else { continue };
+        for v in spec
+            .template
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+        {
+            let Some(claim) = &v.persistent_volume_claim else {
+                continue;
+            };
             let rwo = inp
                 .pvcs
                 .iter()
                 .find(|p| p.name_any() == claim.claim_name)
                 .and_then(|p| p.spec.as_ref()?.access_modes.clone())
-                .is_some_and(|m| m.iter().any(|a| a == "ReadWriteOnce" || a == "ReadWriteOncePod") && !m.iter().any(|a| a == "ReadWriteMany"));
+                .is_some_and(|m| {
+                    m.iter()
+                        .any(|a| a == "ReadWriteOnce" || a == "ReadWriteOncePod")
+                        && !m.iter().any(|a| a == "ReadWriteMany")
+                });
             if rwo {
                 out.push(finding(
                     Severity::Error,
@@ -547,7 +674,10 @@ fn check_shared_rwo(inp: &Inputs, out: &mut Vec<Finding>) {
 
 async fn list_or_empty<K>(ctx: &Ctx, resource: &str) -> Result<Vec<K>>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
 {
     ctx.list::<K>(resource, &ListParams::default()).await
@@ -595,7 +725,11 @@ struct Report<'a> {
 pub fn render(findings: &[Finding], checked: &[String]) -> String {
     let mut out = String::new();
     if findings.is_empty() {
-        out.push_str(&format!("{} no problems found in {}\n", ui::green("✓"), checked.join(", ")));
+        out.push_str(&format!(
+            "{} no problems found in {}\n",
+            ui::green("✓"),
+            checked.join(", ")
+        ));
         return out;
     }
     for f in findings {
@@ -604,7 +738,10 @@ pub fn render(findings: &[Finding], checked: &[String]) -> String {
             Severity::Warn => ui::yellow("WARN ").to_string(),
             Severity::Info => ui::dim("INFO ").to_string(),
         };
-        out.push_str(&format!("{sev} {} [{}]\n      {}\n      fix: {}\n", f.object, f.check, f.problem, f.fix));
+        out.push_str(&format!(
+            "{sev} {} [{}]\n      {}\n      fix: {}\n",
+            f.object, f.check, f.problem, f.fix
+        ));
     }
     let count = |s| findings.iter().filter(|f| f.severity == s).count();
     out.push_str(&format!(
@@ -628,7 +765,10 @@ pub async fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<i32> {
     let findings = diagnose(&inputs, args.name.as_deref(), Timestamp::now());
     let checked: Vec<String> = inputs.statefulsets.iter().map(|s| s.name_any()).collect();
     match ctx.output {
-        Output::Text if checked.is_empty() => ui::print_stdout(&format!("no StatefulSets in namespace \"{}\"\n", ctx.namespace))?,
+        Output::Text if checked.is_empty() => ui::print_stdout(&format!(
+            "no StatefulSets in namespace \"{}\"\n",
+            ctx.namespace
+        ))?,
         Output::Text => ui::print_stdout(&render(&findings, &checked))?,
         o => ui::emit(
             o,

@@ -109,13 +109,19 @@ pub struct OrphanPvc {
 }
 
 /// Builds the report from listed objects; pure.
-pub fn build(sts: &StatefulSet, pods: &[Pod], pvcs: &[PersistentVolumeClaim], now: Timestamp) -> StatusReport {
+pub fn build(
+    sts: &StatefulSet,
+    pods: &[Pod],
+    pvcs: &[PersistentVolumeClaim],
+    now: Timestamp,
+) -> StatusReport {
     let name = sts.name_any();
     let status = sts.status.clone().unwrap_or_default();
     let current = status.current_revision.clone();
     let update = status.update_revision.clone();
     let by_name: HashMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
-    let pvc_by_name: HashMap<String, &PersistentVolumeClaim> = pvcs.iter().map(|p| (p.name_any(), p)).collect();
+    let pvc_by_name: HashMap<String, &PersistentVolumeClaim> =
+        pvcs.iter().map(|p| (p.name_any(), p)).collect();
     let templates = model::claim_templates(sts);
 
     let live = model::live_range(sts);
@@ -141,7 +147,9 @@ pub fn build(sts: &StatefulSet, pods: &[Pod], pvcs: &[PersistentVolumeClaim], no
                     let n = model::pvc_name(t, &name, o);
                     let p = pvc_by_name.get(&n);
                     PvcRef {
-                        phase: p.map(|p| model::pvc_phase(p).to_string()).unwrap_or_else(|| "Missing".into()),
+                        phase: p
+                            .map(|p| model::pvc_phase(p).to_string())
+                            .unwrap_or_else(|| "Missing".into()),
                         capacity: p.and_then(|p| model::pvc_capacity(p)),
                         name: n,
                     }
@@ -165,7 +173,9 @@ pub fn build(sts: &StatefulSet, pods: &[Pod], pvcs: &[PersistentVolumeClaim], no
                     let hash = model::revision(p).map(str::to_string);
                     let revision = Some(
                         match hash.as_deref() {
-                            Some(h) if Some(h) == update.as_deref() && update != current => "update",
+                            Some(h) if Some(h) == update.as_deref() && update != current => {
+                                "update"
+                            }
                             Some(h) if Some(h) == current.as_deref() => "current",
                             Some(h) if Some(h) == update.as_deref() => "update",
                             Some(_) => "other",
@@ -200,7 +210,12 @@ pub fn build(sts: &StatefulSet, pods: &[Pod], pvcs: &[PersistentVolumeClaim], no
     };
     let orphan_pvcs = orphan::classify(std::slice::from_ref(sts), pvcs, pods, opts)
         .into_iter()
-        .filter(|c| !matches!(c.verdict, orphan::Verdict::Live | orphan::Verdict::Ambiguous(_)))
+        .filter(|c| {
+            !matches!(
+                c.verdict,
+                orphan::Verdict::Live | orphan::Verdict::Ambiguous(_)
+            )
+        })
         .map(|c| OrphanPvc {
             name: c.pvc.name_any(),
             template: c.template.clone(),
@@ -274,7 +289,9 @@ pub fn render(r: &StatusReport) -> String {
         rep.current,
         rep.ready,
         rep.updated,
-        rep.available.map(|a| format!(", {a} available")).unwrap_or_default()
+        rep.available
+            .map(|a| format!(", {a} available"))
+            .unwrap_or_default()
     ));
     let mut strategy = r.update_strategy.type_.clone();
     if r.update_strategy.type_ == "RollingUpdate" {
@@ -284,7 +301,10 @@ pub fn render(r: &StatusReport) -> String {
         }
         strategy.push(')');
     }
-    out.push_str(&format!("Strategy:   {strategy}, podManagementPolicy {}\n", r.pod_management_policy));
+    out.push_str(&format!(
+        "Strategy:   {strategy}, podManagementPolicy {}\n",
+        r.pod_management_policy
+    ));
     let rev = match (&r.current_revision, &r.update_revision) {
         (Some(c), Some(u)) if c != u => format!("{c} → {} {}", u, ui::yellow("(rollout pending)")),
         (Some(c), _) => c.clone(),
@@ -305,7 +325,10 @@ pub fn render(r: &StatusReport) -> String {
         extras.push(format!("ordinals start at {}", r.ordinal_start));
     }
     if let Some(p) = &r.pvc_retention_policy {
-        extras.push(format!("PVC retention whenScaled={} whenDeleted={}", p.when_scaled, p.when_deleted));
+        extras.push(format!(
+            "PVC retention whenScaled={} whenDeleted={}",
+            p.when_scaled, p.when_deleted
+        ));
     }
     if !extras.is_empty() {
         out.push_str(&format!("Options:    {}\n", extras.join(", ")));
@@ -324,7 +347,17 @@ pub fn render(r: &StatusReport) -> String {
             let pvcs = o
                 .pvcs
                 .iter()
-                .map(|p| format!("{} {}{}", p.name, p.phase, p.capacity.as_deref().map(|c| format!(" {c}")).unwrap_or_default()))
+                .map(|p| {
+                    format!(
+                        "{} {}{}",
+                        p.name,
+                        p.phase,
+                        p.capacity
+                            .as_deref()
+                            .map(|c| format!(" {c}"))
+                            .unwrap_or_default()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             vec![
@@ -332,7 +365,11 @@ pub fn render(r: &StatusReport) -> String {
                 o.pod.clone(),
                 status,
                 o.revision.clone().unwrap_or_else(|| "-".into()),
-                if o.images.is_empty() { "-".into() } else { o.images.join(",") },
+                if o.images.is_empty() {
+                    "-".into()
+                } else {
+                    o.images.join(",")
+                },
                 o.restarts.to_string(),
                 fmt_age(o.age_seconds),
                 o.node.clone().unwrap_or_else(|| "-".into()),
@@ -341,11 +378,15 @@ pub fn render(r: &StatusReport) -> String {
         })
         .collect();
     out.push_str(&ui::table(
-        &["ORD", "POD", "STATUS", "REVISION", "IMAGES", "RESTARTS", "AGE", "NODE", "PVCS"],
+        &[
+            "ORD", "POD", "STATUS", "REVISION", "IMAGES", "RESTARTS", "AGE", "NODE", "PVCS",
+        ],
         &rows,
     ));
     if !r.orphan_pvcs.is_empty() {
-        let total = model::format_bytes(model::total_bytes(r.orphan_pvcs.iter().filter_map(|o| o.capacity.as_deref())));
+        let total = model::format_bytes(model::total_bytes(
+            r.orphan_pvcs.iter().filter_map(|o| o.capacity.as_deref()),
+        ));
         out.push_str(&format!(
             "\n{} PVC(s) outside the live ordinal range ({total}):\n",
             r.orphan_pvcs.len()
@@ -358,7 +399,10 @@ pub fn render(r: &StatusReport) -> String {
                 o.phase,
                 o.capacity.as_deref().unwrap_or("-"),
                 fmt_age(o.age_seconds),
-                o.mounted_by.as_deref().map(|p| format!("  (mounted by pod {p})")).unwrap_or_default()
+                o.mounted_by
+                    .as_deref()
+                    .map(|p| format!("  (mounted by pod {p})"))
+                    .unwrap_or_default()
             ));
         }
         out.push_str(&format!(
@@ -394,10 +438,18 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
 /// Re-renders whenever the StatefulSet, its pods or the namespace's PVCs change.
 async fn watch(ctx: &Ctx, name: &str, mut last: StatusReport) -> Result<i32> {
     let cfg = watcher::Config::default().timeout(ctx.watch_timeout_secs());
-    let sts_events = watcher(ctx.api::<StatefulSet>(), cfg.clone().fields(&format!("metadata.name={name}"))).map(|_| ()).boxed();
+    let sts_events = watcher(
+        ctx.api::<StatefulSet>(),
+        cfg.clone().fields(&format!("metadata.name={name}")),
+    )
+    .map(|_| ())
+    .boxed();
     let pod_events = watcher(ctx.api::<Pod>(), cfg.clone()).map(|_| ()).boxed();
-    let pvc_events = watcher(ctx.api::<PersistentVolumeClaim>(), cfg).map(|_| ()).boxed();
-    let mut events = futures::stream::select(sts_events, futures::stream::select(pod_events, pvc_events));
+    let pvc_events = watcher(ctx.api::<PersistentVolumeClaim>(), cfg)
+        .map(|_| ())
+        .boxed();
+    let mut events =
+        futures::stream::select(sts_events, futures::stream::select(pod_events, pvc_events));
     let term = console::Term::stdout();
     loop {
         tokio::select! {
@@ -428,14 +480,20 @@ mod tests {
         let f = fixtures::load("redis-scaled-down.yaml");
         let r = build(&f.sts(), &f.pods(), &f.pvcs(), fixtures::now());
         assert_eq!(r.replicas.desired, 2);
-        assert_eq!(r.ordinals.iter().map(|o| o.ordinal).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            r.ordinals.iter().map(|o| o.ordinal).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         assert!(r.ordinals.iter().all(|o| o.ready && o.phase == "Running"));
         assert_eq!(r.ordinals[0].pvcs[0].name, "redis-data-redis-0");
         assert_eq!(r.ordinals[0].pvcs[0].phase, "Bound");
         let orphans: Vec<_> = r.orphan_pvcs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(orphans, vec!["redis-data-redis-2"]);
         let text = render(&r);
-        assert!(text.contains("1 PVC(s) outside the live ordinal range (10Gi)"), "{text}");
+        assert!(
+            text.contains("1 PVC(s) outside the live ordinal range (10Gi)"),
+            "{text}"
+        );
         assert!(text.contains("prune-pvcs redis -n production"), "{text}");
     }
 
@@ -445,7 +503,10 @@ mod tests {
         let r = build(&f.sts(), &f.pods(), &f.pvcs(), fixtures::now());
         assert!(r.rollout_pending);
         let revs: Vec<_> = r.ordinals.iter().map(|o| o.revision.clone()).collect();
-        assert_eq!(revs, vec![Some("current".into()), None, Some("update".into())]);
+        assert_eq!(
+            revs,
+            vec![Some("current".into()), None, Some("update".into())]
+        );
         assert_eq!(r.ordinals[1].phase, "Missing");
         assert_eq!(r.update_strategy.partition, 2);
         let json = serde_json::to_value(&r).unwrap();

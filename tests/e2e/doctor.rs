@@ -45,24 +45,36 @@ async fn clean_statefulset_has_no_findings() {
     assert_eq!(code, 0);
     let text = ns.plugin(&["doctor"]).await;
     text.expect_code(0);
-    assert!(text.stdout.contains("no problems found in redis"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("no problems found in redis"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[tokio::test]
 async fn service_name_mismatch() {
     let ns = TestNs::new("doc-svcname").await;
-    ns.apply(&hardened(1).replace("serviceName: redis-headless", "serviceName: redis")).await;
+    ns.apply(&hardened(1).replace("serviceName: redis-headless", "serviceName: redis"))
+        .await;
     ns.wait_ready("redis", Duration::from_secs(60)).await;
     let (code, ids, v) = doctor_ids(&ns).await;
     assert_eq!(ids, set(&["service-missing"]));
     assert_eq!(code, 3);
-    assert!(v["findings"][0]["problem"].as_str().unwrap().contains("serviceName \"redis\" names no Service"));
+    assert!(v["findings"][0]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("serviceName \"redis\" names no Service"));
 }
 
 #[tokio::test]
 async fn service_that_is_not_headless() {
     let ns = TestNs::new("doc-headless").await;
-    ns.apply(&hardened(1).replace("  clusterIP: None # \"Headless\" — no virtual IP, just DNS per pod\n", "")).await;
+    ns.apply(&hardened(1).replace(
+        "  clusterIP: None # \"Headless\" — no virtual IP, just DNS per pod\n",
+        "",
+    ))
+    .await;
     ns.wait_ready("redis", Duration::from_secs(60)).await;
     let (code, ids, _) = doctor_ids(&ns).await;
     assert_eq!(ids, set(&["service-not-headless"]));
@@ -72,7 +84,8 @@ async fn service_that_is_not_headless() {
 #[tokio::test]
 async fn root_container() {
     let ns = TestNs::new("doc-root").await;
-    ns.apply(&hardened(1).replace("runAsNonRoot: true, runAsUser: 999", "runAsUser: 0")).await;
+    ns.apply(&hardened(1).replace("runAsNonRoot: true, runAsUser: 999", "runAsUser: 0"))
+        .await;
     ns.wait_ready("redis", Duration::from_secs(60)).await;
     let (code, ids, _) = doctor_ids(&ns).await;
     assert_eq!(ids, set(&["security-root-user", "security-non-root"]));
@@ -82,12 +95,20 @@ async fn root_container() {
 #[tokio::test]
 async fn unprovisioned_storage_class_leaves_the_pod_pending_with_the_pvc_cause() {
     let ns = TestNs::new("doc-pending").await;
-    ns.apply(&hardened(1).replace("storageClassName: gp3-encrypted", "storageClassName: sim-unprovisioned")).await;
-    ns.eventually(Duration::from_secs(30), "redis-0 and its PVC to exist", || async {
-        let pods = ns.pods().await;
-        let pvcs = ns.pvcs().await;
-        (!pods.is_empty() && !pvcs.is_empty()).then_some(())
-    })
+    ns.apply(&hardened(1).replace(
+        "storageClassName: gp3-encrypted",
+        "storageClassName: sim-unprovisioned",
+    ))
+    .await;
+    ns.eventually(
+        Duration::from_secs(30),
+        "redis-0 and its PVC to exist",
+        || async {
+            let pods = ns.pods().await;
+            let pvcs = ns.pvcs().await;
+            (!pods.is_empty() && !pvcs.is_empty()).then_some(())
+        },
+    )
     .await;
     let (code, ids, v) = ns
         .eventually(Duration::from_secs(20), "a pod-pending finding", || async {
@@ -99,7 +120,10 @@ async fn unprovisioned_storage_class_leaves_the_pod_pending_with_the_pvc_cause()
     assert_eq!(code, 3);
     let problem = v["findings"][0]["problem"].as_str().unwrap();
     assert!(problem.contains("redis-0 is stuck Pending"), "{problem}");
-    assert!(problem.contains("PVC \"redis-data-redis-0\" is Pending"), "{problem}");
+    assert!(
+        problem.contains("PVC \"redis-data-redis-0\" is Pending"),
+        "{problem}"
+    );
     assert!(problem.contains("sim-unprovisioned"), "{problem}");
 }
 
@@ -117,10 +141,14 @@ async fn leftover_partition() {
     )
     .await;
     let (code, ids, v) = ns
-        .eventually(Duration::from_secs(30), "redis-2 updated and the leftover partition found", || async {
-            let r = doctor_ids(&ns).await;
-            r.1.contains("partition-leftover").then_some(r)
-        })
+        .eventually(
+            Duration::from_secs(30),
+            "redis-2 updated and the leftover partition found",
+            || async {
+                let r = doctor_ids(&ns).await;
+                r.1.contains("partition-leftover").then_some(r)
+            },
+        )
         .await;
     assert_eq!(ids, set(&["partition-leftover"]));
     assert_eq!(code, 0, "a leftover partition is a warning");

@@ -22,10 +22,14 @@ async fn unknown_statefulset_namespace_and_context() {
     ));
     let kc = kubeconfig();
     let r = plugin(&["status", "redis", "-n", "no-such-namespace-xyz"], &kc);
-    r.expect_code(1)
-        .expect_one_error_line("namespace \"no-such-namespace-xyz\" not found (context \"sts-safe-admin\")");
+    r.expect_code(1).expect_one_error_line(
+        "namespace \"no-such-namespace-xyz\" not found (context \"sts-safe-admin\")",
+    );
     let r = plugin(&["status", "redis", "--context", "prod"], &kc);
-    r.expect_code(1).expect_one_error_line("context \"prod\" does not exist (known contexts: sts-safe-admin, sts-safe-limited)");
+    r.expect_code(1).expect_one_error_line(
+        "context \"prod\" does not exist (known contexts: sts-safe-admin, sts-safe-limited)",
+    );
     let r = ns.plugin(&["doctor", "nope"]).await;
-    r.expect_code(1).expect_one_error_line("statefulset \"nope\" not found");
+    r.expect_code(1)
+        .expect_one_error_line("statefulset \"nope\" not found");
 }

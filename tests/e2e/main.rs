@@ -7,6 +7,6 @@ mod support;
 
 mod doctor;
 mod errors;
+mod prune;
 mod sim;
 mod status;
-mod prune;

@@ -26,13 +26,23 @@ async fn statefulset_becomes_ready_in_ordinal_order_with_bound_pvcs() {
     ns.seed_redis(3, "redis:7.2-alpine").await;
     ns.wait_ready("redis", Duration::from_secs(60)).await;
     let pods = ns.pods().await;
-    assert_eq!(pods.iter().map(|p| p.name_any()).collect::<Vec<_>>(), ["redis-0", "redis-1", "redis-2"]);
+    assert_eq!(
+        pods.iter().map(|p| p.name_any()).collect::<Vec<_>>(),
+        ["redis-0", "redis-1", "redis-2"]
+    );
     // OrderedReady: each pod is created only after the previous one became Ready.
     for w in pods.windows(2) {
         let prev_ready = ready_at(&w[0]).expect("ready time");
         let next_created = w[1].metadata.creation_timestamp.as_ref().unwrap().0;
-        assert!(next_created >= prev_ready.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(1)).unwrap(),
-            "{} created before {} was Ready", w[1].name_any(), w[0].name_any());
+        assert!(
+            next_created
+                >= prev_ready
+                    .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(1))
+                    .unwrap(),
+            "{} created before {} was Ready",
+            w[1].name_any(),
+            w[0].name_any()
+        );
     }
     for p in &pods {
         let st = p.status.as_ref().unwrap();
@@ -45,12 +55,19 @@ async fn statefulset_becomes_ready_in_ordinal_order_with_bound_pvcs() {
     let pvcs = ns
         .eventually(Duration::from_secs(30), "3 Bound PVCs", || async {
             let v = ns.pvcs().await;
-            (v.len() == 3 && v.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))).then_some(v)
+            (v.len() == 3
+                && v.iter()
+                    .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")))
+            .then_some(v)
         })
         .await;
     assert_eq!(
         pvcs.iter().map(|p| p.name_any()).collect::<Vec<_>>(),
-        ["redis-data-redis-0", "redis-data-redis-1", "redis-data-redis-2"]
+        [
+            "redis-data-redis-0",
+            "redis-data-redis-1",
+            "redis-data-redis-2"
+        ]
     );
 }
 
@@ -61,17 +78,33 @@ async fn crashloop_pod_never_becomes_ready_and_restarts_grow() {
     let first = ns
         .eventually(Duration::from_secs(30), "redis-0 restarting", || async {
             let p = ns.api::<Pod>().get("redis-0").await.ok()?;
-            let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+            let cs = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .clone();
             (cs.restart_count >= 1).then_some(cs)
         })
         .await;
     assert!(!first.ready);
-    let waiting = first.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone());
+    let waiting = first
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.clone());
     assert_eq!(waiting.as_deref(), Some("CrashLoopBackOff"));
     let later = ns
         .eventually(Duration::from_secs(30), "restartCount to grow", || async {
             let p = ns.api::<Pod>().get("redis-0").await.ok()?;
-            let n = p.status.as_ref()?.container_statuses.as_ref()?.first()?.restart_count;
+            let n = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .restart_count;
             (n > first.restart_count).then_some(p)
         })
         .await;
@@ -83,15 +116,25 @@ async fn deleted_pod_is_terminating_then_replaced() {
     let ns = TestNs::new("sim-delete").await;
     ns.ready_redis(1).await;
     let old = ns.api::<Pod>().get("redis-0").await.unwrap();
-    ns.api::<Pod>().delete("redis-0", &DeleteParams::default()).await.unwrap();
+    ns.api::<Pod>()
+        .delete("redis-0", &DeleteParams::default())
+        .await
+        .unwrap();
     let terminating = ns.api::<Pod>().get("redis-0").await.unwrap();
     assert_eq!(terminating.uid(), old.uid());
-    assert!(terminating.metadata.deletion_timestamp.is_some(), "graceful deletion leaves the pod Terminating for a moment");
+    assert!(
+        terminating.metadata.deletion_timestamp.is_some(),
+        "graceful deletion leaves the pod Terminating for a moment"
+    );
     let new = ns
-        .eventually(Duration::from_secs(30), "redis-0 replaced and Ready", || async {
-            let p = ns.api::<Pod>().get("redis-0").await.ok()?;
-            (p.uid() != old.uid() && sts_safe::model::is_ready(&p)).then_some(p)
-        })
+        .eventually(
+            Duration::from_secs(30),
+            "redis-0 replaced and Ready",
+            || async {
+                let p = ns.api::<Pod>().get("redis-0").await.ok()?;
+                (p.uid() != old.uid() && sts_safe::model::is_ready(&p)).then_some(p)
+            },
+        )
         .await;
     assert!(new.metadata.deletion_timestamp.is_none());
 }
@@ -113,12 +156,24 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 "#,
     )
     .await;
-    ns.eventually(Duration::from_secs(30), "default-class PVC Bound", || async {
-        let p = ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>().get("served").await.ok()?;
-        (sts_safe::model::pvc_phase(&p) == "Bound").then_some(())
-    })
+    ns.eventually(
+        Duration::from_secs(30),
+        "default-class PVC Bound",
+        || async {
+            let p = ns
+                .api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
+                .get("served")
+                .await
+                .ok()?;
+            (sts_safe::model::pvc_phase(&p) == "Bound").then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let lonely = ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>().get("lonely").await.unwrap();
+    let lonely = ns
+        .api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
+        .get("lonely")
+        .await
+        .unwrap();
     assert_eq!(sts_safe::model::pvc_phase(&lonely), "Pending");
 }

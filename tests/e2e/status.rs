@@ -7,7 +7,8 @@ use crate::support::{TestNs, PLUGIN};
 async fn scaled_down_redis(prefix: &str) -> TestNs {
     let ns = TestNs::new(prefix).await;
     ns.ready_redis(3).await;
-    ns.kubectl(&["scale", "statefulset", "redis", "--replicas=2"]).expect_code(0);
+    ns.kubectl(&["scale", "statefulset", "redis", "--replicas=2"])
+        .expect_code(0);
     ns.eventually(Duration::from_secs(30), "redis-2 gone", || async {
         let pods = ns.pods().await;
         (pods.len() == 2).then_some(())
@@ -23,13 +24,25 @@ async fn status_text_and_json_show_ordinals_and_the_orphan_pvc() {
     let text = ns.plugin(&["status", "redis"]).await;
     text.expect_code(0);
     let out = &text.stdout;
-    assert!(out.contains(&format!("StatefulSet {}/redis", ns.name)), "{out}");
-    assert!(out.contains("Replicas:   2 desired, 2 current, 2 ready, 2 updated"), "{out}");
+    assert!(
+        out.contains(&format!("StatefulSet {}/redis", ns.name)),
+        "{out}"
+    );
+    assert!(
+        out.contains("Replicas:   2 desired, 2 current, 2 ready, 2 updated"),
+        "{out}"
+    );
     assert!(out.contains("RollingUpdate (partition 0)"), "{out}");
     assert!(out.contains("redis-0") && out.contains("redis-1"), "{out}");
     assert!(out.contains("redis-data-redis-0 Bound 10Gi"), "{out}");
-    assert!(out.contains("1 PVC(s) outside the live ordinal range (10Gi)"), "{out}");
-    assert!(out.contains("redis-data-redis-2  ordinal 2  Bound"), "{out}");
+    assert!(
+        out.contains("1 PVC(s) outside the live ordinal range (10Gi)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("redis-data-redis-2  ordinal 2  Bound"),
+        "{out}"
+    );
 
     let json = ns.plugin(&["status", "redis", "-o", "json"]).await;
     json.expect_code(0);
@@ -37,7 +50,12 @@ async fn status_text_and_json_show_ordinals_and_the_orphan_pvc() {
     assert_eq!(v["kind"], "StatusReport");
     assert_eq!(v["replicas"]["desired"], 2);
     assert_eq!(v["replicas"]["ready"], 2);
-    let ords: Vec<_> = v["ordinals"].as_array().unwrap().iter().map(|o| o["ordinal"].as_i64().unwrap()).collect();
+    let ords: Vec<_> = v["ordinals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["ordinal"].as_i64().unwrap())
+        .collect();
     assert_eq!(ords, [0, 1]);
     for o in v["ordinals"].as_array().unwrap() {
         assert_eq!(o["phase"], "Running");
@@ -62,7 +80,11 @@ async fn kubectl_discovers_the_plugin() {
     let ns = TestNs::new("discovery").await;
     ns.ready_redis(1).await;
     let dir = std::path::Path::new(PLUGIN).parent().unwrap();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run = |args: &[&str]| {
         std::process::Command::new("kubectl")
             .args(args)
@@ -75,11 +97,23 @@ async fn kubectl_discovers_the_plugin() {
     let help = run(&["sts-safe", "--help"]);
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    for cmd in ["status", "doctor", "canary", "rollback", "scale", "prune-pvcs", "completion"] {
+    for cmd in [
+        "status",
+        "doctor",
+        "canary",
+        "rollback",
+        "scale",
+        "prune-pvcs",
+        "completion",
+    ] {
         assert!(help.contains(cmd), "{cmd} missing from help:\n{help}");
     }
     let status = run(&["sts-safe", "status", "redis", "-n", &ns.name]);
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     assert!(String::from_utf8_lossy(&status.stdout).contains("1 desired, 1 current, 1 ready"));
     let list = run(&["plugin", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("kubectl-sts_safe"));
@@ -90,11 +124,14 @@ async fn limited_context_gets_a_clear_403() {
     let ns = TestNs::new("forbidden").await;
     ns.ready_redis(1).await;
     let r = ns.plugin_as("sts-safe-limited", &["status", "redis"]).await;
-    r.expect_code(1).expect_one_error_line("forbidden: user \"sts-safe-limited\" cannot get statefulsets");
+    r.expect_code(1)
+        .expect_one_error_line("forbidden: user \"sts-safe-limited\" cannot get statefulsets");
     assert!(r.stderr.contains(&format!("namespace \"{}\"", ns.name)));
     // With deploy/rbac.yaml bound, the same identity can read it.
     ns.grant_limited_user().await;
-    let ok = ns.plugin_as("sts-safe-limited", &["status", "redis", "-o", "json"]).await;
+    let ok = ns
+        .plugin_as("sts-safe-limited", &["status", "redis", "-o", "json"])
+        .await;
     ok.expect_code(0);
     assert_eq!(ok.json()["replicas"]["ready"], 1);
 }

@@ -35,7 +35,9 @@ pub async fn client_for(context: &str) -> Client {
         context: Some(context.into()),
         ..Default::default()
     };
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("context in kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .expect("context in kubeconfig");
     Client::try_from(cfg).expect("client")
 }
 
@@ -63,7 +65,8 @@ impl TestNs {
             std::process::id() % 100000,
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await
@@ -91,7 +94,10 @@ impl TestNs {
             let mut obj: DynamicObject = serde_json::from_value(value.clone()).expect("object");
             let kind = value["kind"].as_str().expect("kind").to_string();
             let ar = api_resource(value["apiVersion"].as_str().expect("apiVersion"), &kind);
-            let namespaced = !matches!(kind.as_str(), "StorageClass" | "ClusterRole" | "ClusterRoleBinding" | "PersistentVolume");
+            let namespaced = !matches!(
+                kind.as_str(),
+                "StorageClass" | "ClusterRole" | "ClusterRoleBinding" | "PersistentVolume"
+            );
             let api: Api<DynamicObject> = if namespaced {
                 obj.metadata.namespace = Some(self.name.clone());
                 Api::namespaced_with(self.client.clone(), &self.name, &ar)
@@ -121,11 +127,19 @@ impl TestNs {
     }
 
     pub async fn sts(&self, name: &str) -> StatefulSet {
-        self.api::<StatefulSet>().get(name).await.expect("get statefulset")
+        self.api::<StatefulSet>()
+            .get(name)
+            .await
+            .expect("get statefulset")
     }
 
     pub async fn pods(&self) -> Vec<Pod> {
-        let mut pods = self.api::<Pod>().list(&ListParams::default()).await.expect("list pods").items;
+        let mut pods = self
+            .api::<Pod>()
+            .list(&ListParams::default())
+            .await
+            .expect("list pods")
+            .items;
         pods.sort_by_key(|p| p.name_any());
         pods
     }
@@ -173,7 +187,10 @@ impl TestNs {
                 return v;
             }
             if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what} in namespace {}", self.name);
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} in namespace {}",
+                    self.name
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -218,21 +235,21 @@ impl TestNs {
     /// unprivileged user `sts-safe-limited` in this namespace.
     pub async fn grant_limited_user(&self) {
         self.apply(include_str!("../../deploy/rbac.yaml")).await;
-        self.apply(&format!(
+        self.apply(
             r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{name: sts-safe-limited}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: sts-safe}}
-subjects: [{{kind: User, name: sts-safe-limited, apiGroup: rbac.authorization.k8s.io}}]
+metadata: {name: sts-safe-limited}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: sts-safe}
+subjects: [{kind: User, name: sts-safe-limited, apiGroup: rbac.authorization.k8s.io}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{name: sts-safe-limited-read}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sts-safe-cluster-read}}
-subjects: [{{kind: User, name: sts-safe-limited, apiGroup: rbac.authorization.k8s.io}}]
-"#
-        ))
+metadata: {name: sts-safe-limited-read}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sts-safe-cluster-read}
+subjects: [{kind: User, name: sts-safe-limited, apiGroup: rbac.authorization.k8s.io}]
+"#,
+        )
         .await;
     }
 
@@ -252,10 +269,15 @@ impl Drop for TestNs {
         let name = self.name.clone();
         // Drop cannot await; delete from a helper thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let client = client_for("sts-safe-admin").await;
-                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
             });
             Some(())
         })
@@ -314,22 +336,40 @@ impl From<Output> for Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Asserts stderr is exactly one line that starts with `error:` and contains `needle`.
     #[track_caller]
     pub fn expect_one_error_line(&self, needle: &str) -> &Self {
-        let lines: Vec<_> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "expected one error line, got:\n{}", self.stderr);
+        let lines: Vec<_> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one error line, got:\n{}",
+            self.stderr
+        );
         assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        assert!(lines[0].contains(needle), "{:?} does not contain {needle:?}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "{:?} does not contain {needle:?}",
+            lines[0]
+        );
         assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
         self
     }

@@ -1,0 +1,173 @@
+//! The health gate a canary pod must pass, as a pure verdict over the pod object.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+
+use crate::model;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "camelCase")]
+pub enum Verdict {
+    /// Still converging: being recreated, starting, not Ready yet.
+    Waiting(String),
+    /// Ready, soaking; this much longer to go.
+    Soaking(Duration),
+    /// Ready for the whole soak time and within the restart budget.
+    Passed,
+    /// Will not come good by waiting.
+    Failed(String),
+}
+
+pub struct Gate<'a> {
+    pub update_revision: &'a str,
+    pub soak: Duration,
+    pub max_restarts: i32,
+}
+
+impl Gate<'_> {
+    pub fn evaluate(&self, pod: Option<&Pod>, now: Timestamp) -> Verdict {
+        let Some(pod) = pod else {
+            return Verdict::Waiting("being recreated".into());
+        };
+        if model::is_terminating(pod) {
+            return Verdict::Waiting("Terminating".into());
+        }
+        if model::revision(pod) != Some(self.update_revision) {
+            return Verdict::Waiting("old revision, waiting for the controller".into());
+        }
+        if let Some(bad) = model::bad_container_state(pod) {
+            return Verdict::Failed(format!("{bad}, restarts {}", model::restarts(pod)));
+        }
+        let restarts = model::restarts(pod);
+        if restarts > self.max_restarts {
+            return Verdict::Failed(format!(
+                "restarted {restarts} time(s), more than --max-restarts {}",
+                self.max_restarts
+            ));
+        }
+        match model::phase(pod) {
+            "Failed" | "Succeeded" => {
+                return Verdict::Failed(format!("phase {}", model::phase(pod)))
+            }
+            "Pending" => return Verdict::Waiting("Pending".into()),
+            _ => {}
+        }
+        let Some(since) = model::ready_since(pod) else {
+            return Verdict::Waiting(format!("{}, not Ready", model::phase(pod)));
+        };
+        let ready_for =
+            Duration::from_secs(now.as_second().saturating_sub(since.as_second()).max(0) as u64);
+        if ready_for >= self.soak {
+            Verdict::Passed
+        } else {
+            Verdict::Soaking(self.soak - ready_for)
+        }
+    }
+}
+
+/// Soak time: the StatefulSet's minReadySeconds plus --soak.
+pub fn soak(min_ready_seconds: i32, extra: Duration) -> Duration {
+    Duration::from_secs(min_ready_seconds.max(0) as u64) + extra
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: &str) -> Pod {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const READY: &str = r#"
+metadata: {name: redis-2, labels: {controller-revision-hash: new}}
+spec: {containers: [{name: redis, image: "redis:7.4"}]}
+status:
+  phase: Running
+  conditions: [{type: Ready, status: "True", lastTransitionTime: "2026-11-20T11:59:50Z"}]
+  containerStatuses: [{name: redis, image: "redis:7.4", imageID: "", ready: true, restartCount: 0}]
+"#;
+
+    fn gate(soak: u64) -> Gate<'static> {
+        Gate {
+            update_revision: "new",
+            soak: Duration::from_secs(soak),
+            max_restarts: 0,
+        }
+    }
+
+    #[test]
+    fn ready_pod_passes_after_its_soak() {
+        let now = crate::fixtures::now(); // 10 s after Ready
+        assert_eq!(gate(0).evaluate(Some(&pod(READY)), now), Verdict::Passed);
+        assert_eq!(gate(10).evaluate(Some(&pod(READY)), now), Verdict::Passed);
+        assert_eq!(
+            gate(30).evaluate(Some(&pod(READY)), now),
+            Verdict::Soaking(Duration::from_secs(20))
+        );
+    }
+
+    #[test]
+    fn old_revision_missing_and_terminating_wait() {
+        let now = crate::fixtures::now();
+        assert!(matches!(gate(0).evaluate(None, now), Verdict::Waiting(_)));
+        let old = pod(&READY.replace(
+            "controller-revision-hash: new",
+            "controller-revision-hash: old",
+        ));
+        assert_eq!(
+            gate(0).evaluate(Some(&old), now),
+            Verdict::Waiting("old revision, waiting for the controller".into())
+        );
+        let term = pod(&READY.replace(
+            "metadata: {",
+            "metadata: {deletionTimestamp: \"2026-11-20T11:59:59Z\", ",
+        ));
+        assert_eq!(
+            gate(0).evaluate(Some(&term), now),
+            Verdict::Waiting("Terminating".into())
+        );
+    }
+
+    #[test]
+    fn crashloop_and_restarts_fail() {
+        let now = crate::fixtures::now();
+        let crash = pod(r#"
+metadata: {name: redis-2, labels: {controller-revision-hash: new}}
+status:
+  phase: Running
+  conditions: [{type: Ready, status: "False"}]
+  containerStatuses: [{name: redis, image: x, imageID: "", ready: false, restartCount: 3, state: {waiting: {reason: CrashLoopBackOff, message: back-off 10s}}}]
+"#);
+        match gate(0).evaluate(Some(&crash), now) {
+            Verdict::Failed(m) => assert!(
+                m.contains("CrashLoopBackOff") && m.contains("restarts 3"),
+                "{m}"
+            ),
+            v => panic!("{v:?}"),
+        }
+        let restarted = pod(&READY.replace("restartCount: 0", "restartCount: 2"));
+        assert!(matches!(
+            gate(0).evaluate(Some(&restarted), now),
+            Verdict::Failed(_)
+        ));
+        let tolerant = Gate {
+            max_restarts: 2,
+            ..gate(0)
+        };
+        assert_eq!(tolerant.evaluate(Some(&restarted), now), Verdict::Passed);
+    }
+
+    #[test]
+    fn running_but_not_ready_waits() {
+        let now = crate::fixtures::now();
+        let p = pod(&READY.replace("status: \"True\"", "status: \"False\""));
+        assert_eq!(
+            gate(0).evaluate(Some(&p), now),
+            Verdict::Waiting("Running, not Ready".into())
+        );
+        assert_eq!(soak(10, Duration::from_secs(5)), Duration::from_secs(15));
+    }
+}

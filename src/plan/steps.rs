@@ -1,0 +1,208 @@
+//! Canary steps: which partition each step sets and which ordinals it exposes.
+//!
+//! `--steps` lists **cumulative** targets: after step i, that many pods (or that
+//! percentage of replicas, rounded up) run the new revision. Entries that do not
+//! increase the count are dropped with a warning; a final step to 100% is added
+//! when the list stops short. Partition values are in index space (ordinal − start),
+//! as the StatefulSet controller compares them.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Count(i32),
+    Percent(i32),
+}
+
+pub fn parse_target(s: &str) -> Result<Target> {
+    let bad = || {
+        Error::usage(format!(
+            "--steps entry \"{s}\" is not a pod count (e.g. 2) or a percentage (e.g. 50%)"
+        ))
+    };
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let n: i32 = p.trim().parse().map_err(|_| bad())?;
+        if !(1..=100).contains(&n) {
+            return Err(Error::usage(format!(
+                "--steps entry \"{s}\": a percentage must be between 1% and 100%"
+            )));
+        }
+        Ok(Target::Percent(n))
+    } else {
+        let n: i32 = t.parse().map_err(|_| bad())?;
+        if n < 1 {
+            return Err(Error::usage(format!(
+                "--steps entry \"{s}\": a count must be at least 1"
+            )));
+        }
+        Ok(Target::Count(n))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// 1-based position in the run.
+    pub number: usize,
+    /// Pods on the new revision once this step is done.
+    pub updated: i32,
+    /// The partition this step sets.
+    pub partition: i32,
+    /// Ordinals this step exposes, in the order the controller updates them (highest first).
+    pub ordinals: Vec<i32>,
+}
+
+/// Steps for `replicas` pods from ordinal `start`, given optional cumulative targets.
+/// Returns the steps and warnings about entries that were merged or clamped.
+pub fn compute(replicas: i32, start: i32, targets: Option<&[Target]>) -> (Vec<Step>, Vec<String>) {
+    let mut warnings = vec![];
+    let mut counts: Vec<i32> = match targets {
+        None => (1..=replicas).collect(),
+        Some(ts) => ts
+            .iter()
+            .map(|t| match *t {
+                Target::Count(n) => {
+                    if n > replicas {
+                        warnings.push(format!("--steps entry {n} is more than the {replicas} replicas; using {replicas}"));
+                    }
+                    n.min(replicas)
+                }
+                Target::Percent(p) => ((p as i64 * replicas as i64 + 99) / 100) as i32,
+            })
+            .collect(),
+    };
+    let mut last = 0;
+    counts.retain(|&c| {
+        let keep = c > last;
+        if !keep && replicas > 0 {
+            warnings.push(format!(
+                "--steps entry for {c} pod(s) adds no pod after {last}; merged"
+            ));
+        }
+        last = last.max(c);
+        keep
+    });
+    if replicas > 0 && counts.last() != Some(&replicas) {
+        counts.push(replicas);
+    }
+    let mut prev = 0;
+    let steps = counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, updated)| {
+            let partition = replicas - updated;
+            let ordinals = (replicas - updated..replicas - prev)
+                .rev()
+                .map(|idx| start + idx)
+                .collect();
+            prev = updated;
+            Step {
+                number: i + 1,
+                updated,
+                partition,
+                ordinals,
+            }
+        })
+        .collect();
+    (steps, warnings)
+}
+
+/// The steps still to do when the partition is already at `partition`.
+pub fn remaining(steps: &[Step], partition: i32) -> Vec<Step> {
+    steps
+        .iter()
+        .filter(|s| s.partition < partition)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ords(steps: &[Step]) -> Vec<Vec<i32>> {
+        steps.iter().map(|s| s.ordinals.clone()).collect()
+    }
+
+    #[test]
+    fn default_is_one_pod_per_step_from_the_top() {
+        let (s, w) = compute(4, 0, None);
+        assert!(w.is_empty());
+        assert_eq!(ords(&s), vec![vec![3], vec![2], vec![1], vec![0]]);
+        assert_eq!(
+            s.iter().map(|s| s.partition).collect::<Vec<_>>(),
+            vec![3, 2, 1, 0]
+        );
+    }
+
+    #[test]
+    fn percentages_are_cumulative_and_round_up() {
+        let t: Vec<_> = ["1", "50%", "100%"]
+            .iter()
+            .map(|s| parse_target(s).unwrap())
+            .collect();
+        let (s, _) = compute(6, 0, Some(&t));
+        assert_eq!(
+            s.iter().map(|s| s.updated).collect::<Vec<_>>(),
+            vec![1, 3, 6]
+        );
+        assert_eq!(ords(&s), vec![vec![5], vec![4, 3], vec![2, 1, 0]]);
+        let (s, _) = compute(5, 0, Some(&[Target::Percent(30)]));
+        assert_eq!(
+            s.iter().map(|s| s.updated).collect::<Vec<_>>(),
+            vec![2, 5],
+            "30% of 5 rounds up to 2; 100% appended"
+        );
+    }
+
+    #[test]
+    fn duplicates_merge_and_counts_clamp() {
+        let t: Vec<_> = ["1", "1", "50%", "100%"]
+            .iter()
+            .map(|s| parse_target(s).unwrap())
+            .collect();
+        let (s, w) = compute(4, 0, Some(&t));
+        assert_eq!(
+            s.iter().map(|s| s.updated).collect::<Vec<_>>(),
+            vec![1, 2, 4]
+        );
+        assert_eq!(w.len(), 1);
+        let (s, w) = compute(3, 0, Some(&[Target::Count(9)]));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].ordinals, vec![2, 1, 0]);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn one_replica_and_shifted_ordinals() {
+        let (s, _) = compute(1, 0, None);
+        assert_eq!(ords(&s), vec![vec![0]]);
+        let (s, _) = compute(3, 5, None);
+        assert_eq!(ords(&s), vec![vec![7], vec![6], vec![5]]);
+        assert_eq!(s[0].partition, 2, "partition stays in index space");
+        assert!(compute(0, 0, None).0.is_empty());
+    }
+
+    #[test]
+    fn resume_skips_steps_already_exposed() {
+        let (s, _) = compute(4, 0, None);
+        let r = remaining(&s, 2);
+        assert_eq!(ords(&r), vec![vec![1], vec![0]]);
+        assert_eq!(
+            remaining(&s, 9).len(),
+            4,
+            "a partition above replicas: everything remains"
+        );
+        assert!(remaining(&s, 0).is_empty());
+    }
+
+    #[test]
+    fn bad_targets_are_usage_errors() {
+        for bad in ["0", "-1", "0%", "101%", "half", "", "5x"] {
+            assert_eq!(parse_target(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+}
