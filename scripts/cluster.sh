@@ -62,6 +62,8 @@ die_log() {
     echo "---- last lines of $f ----" >&2
     tail -n 40 "$f" >&2
     echo "----" >&2
+  else
+    echo "cluster: ($f is empty)" >&2
   fi
   exit 1
 }
@@ -129,6 +131,22 @@ stop_components() {
     for name in "$@"; do is_running "$name" && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
+  done
+  for name in "$@"; do rm -f "$RUN/$name.pid"; done
+}
+
+# Stops those of the given components that run, clients before servers (the apiserver
+# takes long to shut down once etcd is gone): simulator and controller manager, then the
+# apiserver, then etcd.
+stop_in_order() {
+  local stage name want
+  local -a now
+  for stage in "sim-kubelet kube-controller-manager" kube-apiserver etcd; do
+    now=()
+    for name in $stage; do
+      for want in "$@"; do [ "$want" = "$name" ] && is_running "$name" && now+=("$name"); done
+    done
+    [ "${#now[@]}" = 0 ] || stop_components "${now[@]}"
   done
   for name in "$@"; do rm -f "$RUN/$name.pid"; done
 }
@@ -347,7 +365,8 @@ finish_sim_build() {
 start_sim() {
   local -a extra=()
   read -r -a extra <<<"${STS_SAFE_SIM_ARGS:-}"
-  launch sim-kubelet "$(sim_bin)" --kubeconfig "$KUBECONFIG_OUT" --context sts-safe-admin "${extra[@]}"
+  # NO_COLOR: plain log lines (tracing-subscriber honours it), easy to grep.
+  NO_COLOR=1 launch sim-kubelet "$(sim_bin)" --kubeconfig "$KUBECONFIG_OUT" --context sts-safe-admin "${extra[@]}"
 }
 
 rotate_logs() {
@@ -362,6 +381,9 @@ STARTED=()
 SIM_BUILD_PID=
 UP_OK=0
 CP_STARTED=0
+T0=0
+PHASES=""
+phase() { PHASES+=" $1 $(($(now_ms) - T0))"; }
 
 # On a failed `up`: stop what this run started (the logs stay for inspection).
 cleanup_failed_up() {
@@ -369,15 +391,15 @@ cleanup_failed_up() {
     if [ -n "$SIM_BUILD_PID" ]; then kill "$SIM_BUILD_PID" 2>/dev/null || true; fi
     if [ "${#STARTED[@]}" -gt 0 ]; then
       log "up failed; stopping ${STARTED[*]} (logs in $LOGS)"
-      stop_components "${STARTED[@]}"
+      stop_in_order "${STARTED[@]}"
       [ "$CP_STARTED" = 0 ] || rm -f "$RUN/components"
     fi
   fi
 }
 
 cmd_up() {
-  local t0 name
-  t0=$(now_ms)
+  local name
+  T0=$(now_ms)
   mkdir -p "$RUN" "$LOGS"
   command -v cargo >/dev/null || PATH=$HOME/.cargo/bin:$PATH
   # One `up`/`down` at a time; fd 9 is closed in every daemon so the lock dies with us.
@@ -404,7 +426,7 @@ cmd_up() {
     wait_until sim-kubelet "sim-kubelet ready" sim_ready
     printf '%s\n' "${ALL_COMPONENTS[@]}" >"$RUN/components"
     UP_OK=1
-    log "sim-kubelet ready in $(($(now_ms) - t0))ms"
+    log "sim-kubelet ready in $(($(now_ms) - T0))ms"
     export_line
     return 0
   fi
@@ -414,13 +436,14 @@ cmd_up() {
   for name in "${ALL_COMPONENTS[@]}"; do is_running "$name" && leftovers+=("$name"); done
   if [ "${#leftovers[@]}" -gt 0 ]; then
     log "cluster partly running; stopping ${leftovers[*]} first"
-    stop_components "${leftovers[@]}"
+    stop_in_order "${leftovers[@]}"
   fi
   rm -f "$RUN"/*.pid "$RUN/components"
   CP_STARTED=1
 
   local bin_dir
   bin_dir=$(bash "$SCRIPT_DIR/k8s-build.sh" | tail -n1) || die "scripts/k8s-build.sh failed"
+  phase k8s-build
   if ! [ -x "$bin_dir/kube-apiserver" ] || ! [ -x "$bin_dir/kube-controller-manager" ]; then
     die "kube-apiserver/kube-controller-manager missing in '$bin_dir'"
   fi
@@ -441,6 +464,7 @@ cmd_up() {
   ensure_pki "$adv"
   write_kubeconfig "$KUBECONFIG_OUT" admin limited
   write_kubeconfig "$CM_KUBECONFIG" admin
+  phase pki
 
   rm -rf "$STATE/etcd"
   mkdir -p "$STATE/etcd"
@@ -458,6 +482,7 @@ cmd_up() {
     --peer-trusted-ca-file="$PKI/ca.crt" --peer-client-cert-auth \
     --logger=zap --log-outputs=stderr --log-level=warn
   wait_until etcd "etcd health" etcd_healthy
+  phase etcd
 
   local -a api_extra=()
   read -r -a api_extra <<<"${STS_SAFE_APISERVER_ARGS:-}"
@@ -483,6 +508,7 @@ cmd_up() {
     --audit-log-format=json --audit-log-maxsize=200 --audit-log-maxbackup=1 \
     "${api_extra[@]}"
   wait_until kube-apiserver "kube-apiserver /readyz" apiserver_ready
+  phase apiserver
 
   local -a cm_extra=()
   read -r -a cm_extra <<<"${STS_SAFE_CONTROLLER_MANAGER_ARGS:-}"
@@ -499,14 +525,18 @@ cmd_up() {
   local components=("${CONTROL_PLANE[@]}")
   if sim_wanted; then
     finish_sim_build
+    phase cargo-build
     start_sim
     wait_until sim-kubelet "sim-kubelet ready" sim_ready
+    phase sim-kubelet
     components+=(sim-kubelet)
   fi
   wait_until kube-controller-manager "kube-controller-manager to create default/default" controllers_working
+  phase controller-manager
   printf '%s\n' "${components[@]}" >"$RUN/components"
   UP_OK=1
-  log "ready in $(($(now_ms) - t0))ms (${components[*]}; logs in $LOGS)"
+  log "ready in $(($(now_ms) - T0))ms (${components[*]}; logs in $LOGS)"
+  log "timeline (ms since start):$PHASES"
   export_line
 }
 
@@ -518,7 +548,7 @@ cmd_down() {
   for name in "${ALL_COMPONENTS[@]}"; do is_running "$name" && running+=("$name"); done
   if [ "${#running[@]}" -gt 0 ]; then
     log "stopping ${running[*]}"
-    stop_components "${running[@]}"
+    stop_in_order "${running[@]}"
   fi
   rm -f "$RUN"/*.pid "$RUN/components"
 }
