@@ -198,7 +198,7 @@ impl TestNs {
 
     pub async fn patch_sts(&self, name: &str, patch: serde_json::Value) {
         self.api::<StatefulSet>()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
             .expect("patch statefulset");
     }
