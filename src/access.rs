@@ -1,0 +1,68 @@
+//! RBAC preflight: ask the API server (SelfSubjectAccessReview) for every verb a run
+//! will need before the first write, so it never stops half-way for lack of permission.
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+/// (verb, API group, resource)
+pub type Need = (&'static str, &'static str, &'static str);
+
+pub async fn require(ctx: &Ctx, needs: &[Need]) -> Result<()> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(ctx.client.clone());
+    let reviews = needs.iter().map(|(verb, group, resource)| {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(ctx.namespace.clone()),
+                    verb: Some(verb.to_string()),
+                    group: Some(group.to_string()),
+                    resource: Some(resource.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api = api.clone();
+        async move { api.create(&PostParams::default(), &review).await }
+    });
+    let answers = futures::future::join_all(reviews).await;
+    for ((verb, _, resource), answer) in needs.iter().zip(answers) {
+        let review = answer.map_err(|e| ctx.err("create", "selfsubjectaccessreviews", None, e))?;
+        let allowed = review.status.as_ref().is_some_and(|s| s.allowed);
+        if !allowed {
+            return Err(Error::Forbidden {
+                user: "(current user)".into(),
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                namespace: ctx.namespace.clone(),
+                context: ctx.target.context.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub const CANARY: &[Need] = &[
+    ("get", "apps", "statefulsets"),
+    ("patch", "apps", "statefulsets"),
+    ("watch", "apps", "statefulsets"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+    ("delete", "", "pods"),
+    ("get", "apps", "controllerrevisions"),
+];
+
+pub const SCALE: &[Need] = &[
+    ("get", "apps", "statefulsets"),
+    ("patch", "apps", "statefulsets"),
+    ("watch", "apps", "statefulsets"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+    ("list", "", "persistentvolumeclaims"),
+];
