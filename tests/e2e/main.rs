@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod canary;
 mod doctor;
 mod errors;
 mod prune;
