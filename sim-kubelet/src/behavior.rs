@@ -159,7 +159,9 @@ pub fn pod_behavior<'a>(
         if let Some(v) = annotations.get(READY_DELAY_ANNOTATION) {
             match humantime::parse_duration(v.trim()) {
                 Ok(d) => ready_delay = Some(d),
-                Err(e) => warnings.push(format!("{READY_DELAY_ANNOTATION}: bad duration {v:?}: {e}")),
+                Err(e) => {
+                    warnings.push(format!("{READY_DELAY_ANNOTATION}: bad duration {v:?}: {e}"))
+                }
             }
         }
     }
@@ -192,9 +194,15 @@ mod tests {
             ("redis", None),
             ("redis:", None),
             ("registry:5000/x/redis", None),
-            ("registry:5000/x/redis:7-ready-after-3s", Some("7-ready-after-3s")),
+            (
+                "registry:5000/x/redis:7-ready-after-3s",
+                Some("7-ready-after-3s"),
+            ),
             ("redis@sha256:0123456789abcdef", None),
-            ("redis:7-crashloop@sha256:0123456789abcdef", Some("7-crashloop")),
+            (
+                "redis:7-crashloop@sha256:0123456789abcdef",
+                Some("7-crashloop"),
+            ),
             ("docker.io/library/busybox:1-crashloop", Some("1-crashloop")),
         ];
         for (image, tag) in table {
@@ -211,15 +219,24 @@ mod tests {
             ("busybox:crashloop", Behavior::CrashLoop),
             ("redis:7-never-ready", Behavior::NeverReady),
             ("redis:7-pull-fail", Behavior::ImagePullFail),
-            ("registry:5000/x/redis:7-ready-after-3s", Behavior::ReadyAfter(secs(3))),
+            (
+                "registry:5000/x/redis:7-ready-after-3s",
+                Behavior::ReadyAfter(secs(3)),
+            ),
             ("redis:7-unready-after-5s", Behavior::UnreadyAfter(secs(5))),
-            ("redis:7-ready-after-500ms", Behavior::ReadyAfter(Duration::from_millis(500))),
+            (
+                "redis:7-ready-after-500ms",
+                Behavior::ReadyAfter(Duration::from_millis(500)),
+            ),
             ("redis:unready-after-1m", Behavior::UnreadyAfter(secs(60))),
             ("redis:7-ready-after-xs", Behavior::Healthy),
             ("redis:7-ready-after-", Behavior::Healthy),
             ("redis:7-notready-after-3s", Behavior::Healthy),
             ("redis", Behavior::Healthy),
-            ("redis@sha256:0123456789abcdef0123456789abcdef", Behavior::Healthy),
+            (
+                "redis@sha256:0123456789abcdef0123456789abcdef",
+                Behavior::Healthy,
+            ),
             ("redis-crashloop", Behavior::Healthy),
             ("registry:5000/crashloop/redis", Behavior::Healthy),
             ("redis:7-crashloop@sha256:0123", Behavior::CrashLoop),
@@ -235,8 +252,14 @@ mod tests {
         assert_eq!(parse_annotation("healthy"), Ok(Behavior::Healthy));
         assert_eq!(parse_annotation("never-ready"), Ok(Behavior::NeverReady));
         assert_eq!(parse_annotation(" crashloop "), Ok(Behavior::CrashLoop));
-        assert_eq!(parse_annotation("image-pull-fail"), Ok(Behavior::ImagePullFail));
-        assert_eq!(parse_annotation("ready-after=3s"), Ok(Behavior::ReadyAfter(secs(3))));
+        assert_eq!(
+            parse_annotation("image-pull-fail"),
+            Ok(Behavior::ImagePullFail)
+        );
+        assert_eq!(
+            parse_annotation("ready-after=3s"),
+            Ok(Behavior::ReadyAfter(secs(3)))
+        );
         assert_eq!(
             parse_annotation("unready-after=1m 30s"),
             Ok(Behavior::UnreadyAfter(secs(90)))
@@ -267,12 +290,18 @@ mod tests {
             ["redis:7", "busybox:1-crashloop", "nginx:1-never-ready"],
         );
         assert_eq!(pb.behavior, Behavior::CrashLoop);
-        assert_eq!(pod_behavior(None, ["redis:7", "nginx"]).behavior, Behavior::Healthy);
+        assert_eq!(
+            pod_behavior(None, ["redis:7", "nginx"]).behavior,
+            Behavior::Healthy
+        );
     }
 
     #[test]
     fn invalid_annotation_falls_back_with_warning() {
-        let a = ann(&[(BEHAVIOR_ANNOTATION, "bogus"), (READY_DELAY_ANNOTATION, "2s")]);
+        let a = ann(&[
+            (BEHAVIOR_ANNOTATION, "bogus"),
+            (READY_DELAY_ANNOTATION, "2s"),
+        ]);
         let pb = pod_behavior(Some(&a), ["redis:7-pull-fail"]);
         assert_eq!(pb.behavior, Behavior::ImagePullFail);
         assert_eq!(pb.ready_delay, Some(secs(2)));

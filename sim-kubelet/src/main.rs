@@ -1,1 +1,230 @@
-fn main() {}
+//! sim-kubelet: plays kubelet, scheduler and storage provisioner for a local Kubernetes
+//! test control plane that has neither (etcd + kube-apiserver + kube-controller-manager).
+
+mod behavior;
+mod events;
+mod node;
+mod pods;
+mod scheduling;
+mod status;
+mod storage;
+mod timeline;
+mod util;
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::events::Recorder;
+use crate::pods::{PodCtx, Timing};
+use crate::util::api_code;
+
+/// The User-Agent of every request, so audit logs tell the simulator's requests apart.
+const USER_AGENT: &str = concat!("sim-kubelet/", env!("CARGO_PKG_VERSION"));
+
+/// Plays kubelet, scheduler and storage provisioner for a local test control plane.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long)]
+    context: Option<String>,
+    /// Number of nodes to register (sim-node-0..N-1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    nodes: u16,
+    /// Time from a pod being bound until its containers run (and, if healthy, are Ready).
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+    ready_delay: Duration,
+    /// Time from a pod getting a deletionTimestamp until it is removed.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    delete_delay: Duration,
+    /// Time between two crashes of a crash-looping container.
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
+    crash_interval: Duration,
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn client_config(args: &Args) -> anyhow::Result<Config> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        (None, Some(_)) => Config::from_kubeconfig(&options).await?,
+        (None, None) => Config::infer().await?,
+    };
+    Ok(config)
+}
+
+/// Retries `op` with backoff until it succeeds (the API server may still be starting).
+async fn retry<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "{what} failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(409) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+    }
+}
+
+/// Registers nodes, ensures storage classes, starts all watches; returns once the
+/// watches have listed their objects.
+async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
+    let nodes = node::sim_nodes(usize::from(args.nodes));
+    let since = Time(Timestamp::now());
+
+    retry("ensuring namespace kube-node-lease", || {
+        ensure_namespace(&client, node::LEASE_NAMESPACE)
+    })
+    .await;
+    for n in &nodes {
+        let uid = retry(&format!("registering node {}", n.name), || {
+            node::register(&client, n, &since)
+        })
+        .await;
+        info!(node = %n.name, "registered node");
+        tokio::spawn(node::heartbeat(
+            client.clone(),
+            n.clone(),
+            uid,
+            since.clone(),
+        ));
+    }
+    retry("ensuring storage classes", || {
+        storage::ensure_classes(&client)
+    })
+    .await;
+
+    let recorder = Recorder::new(client.clone());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(4);
+    let storage = storage::start(client.clone(), recorder.clone(), ready_tx);
+    let timing = Timing {
+        ready_delay: args.ready_delay,
+        delete_delay: args.delete_delay,
+        crash_interval: args.crash_interval,
+    };
+    let ctx = Arc::new(PodCtx::new(
+        client,
+        nodes,
+        timing,
+        recorder,
+        storage.claims,
+        storage.claim_changes,
+    ));
+    let (pods_ready_tx, pods_ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(pods::run(ctx, pods_ready_tx));
+
+    for _ in 0..3 {
+        if ready_rx.recv().await.is_none() {
+            break;
+        }
+    }
+    pods_ready_rx.await.context("pod watch stopped")?;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let config = client_config(&args).await.context("loading kube config")?;
+    info!(
+        server = %config.cluster_url,
+        nodes = args.nodes,
+        ready_delay = %humantime::format_duration(args.ready_delay),
+        delete_delay = %humantime::format_duration(args.delete_delay),
+        crash_interval = %humantime::format_duration(args.crash_interval),
+        "starting"
+    );
+    let mut config = config;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    let client = Client::try_from(config).context("building kube client")?;
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    tokio::select! {
+        res = start(&args, client) => {
+            res?;
+            info!(nodes = args.nodes, "sim-kubelet ready");
+        }
+        sig = &mut signal => {
+            info!("received {}, exiting", sig?);
+            return Ok(());
+        }
+    }
+    let sig = signal.await?;
+    info!("received {sig}, exiting");
+    Ok(())
+}

@@ -473,3 +473,31 @@ subjects: [{kind: User, name: sts-safe-limited, apiGroup: rbac.authorization.k8s
     let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
     assert!(!model::rollout_pending(&sts));
 }
+
+#[tokio::test]
+async fn interactive_prompts_on_a_terminal() {
+    use crate::support::Pty;
+    let ns = TestNs::new("canary-tty").await;
+    ns.ready_redis(2).await;
+    let before = ns.sts("redis").await.resource_version();
+
+    let mut no = Pty::spawn(&ns, &["canary", "redis", "--image", "redis:7.4-alpine"]);
+    no.expect("Start the canary", Duration::from_secs(20)).await;
+    no.send("n").await;
+    let (code, screen) = no.wait().await;
+    assert_eq!(code, 3, "{screen}");
+    assert!(screen.contains("not confirmed; nothing was changed"), "{screen}");
+    assert_eq!(ns.sts("redis").await.resource_version(), before, "answering n writes nothing");
+
+    let mut yes = Pty::spawn(&ns, &["canary", "redis", "--image", "redis:7.4-alpine"]);
+    yes.expect("Start the canary", Duration::from_secs(20)).await;
+    yes.send("y").await;
+    yes.expect("step 1 passed", Duration::from_secs(30)).await;
+    assert_eq!(model::partition(&ns.sts("redis").await), 1, "waits at the prompt between steps");
+    yes.send("\r").await; // "continue" is the default choice
+    let (code, screen) = yes.wait().await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("done: statefulset \"redis\""), "{screen}");
+    let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
+    assert!(!model::rollout_pending(&sts));
+}

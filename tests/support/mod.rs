@@ -528,3 +528,83 @@ fn pod_seen(p: &Pod, gone: bool) -> Seen {
 pub fn pod_names(sts: &str, n: i32) -> Vec<String> {
     (0..n).map(|i| format!("{sts}-{i}")).collect()
 }
+
+/// The plugin on a pseudo-terminal (via util-linux `script`), so prompts are asked
+/// and answered as a person would.
+pub struct Pty {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Pty {
+    pub fn spawn(ns: &TestNs, args: &[&str]) -> Pty {
+        use tokio::io::AsyncReadExt;
+        let mut line = vec![PLUGIN.to_string()];
+        line.extend(args.iter().map(|a| a.to_string()));
+        line.extend(["-n".into(), ns.name.clone(), "--context".into(), "sts-safe-admin".into()]);
+        let quoted: Vec<String> = line.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        let mut child = tokio::process::Command::new("script")
+            .args(["-qfec", &quoted.join(" "), "/dev/null"])
+            .env("KUBECONFIG", kubeconfig())
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("util-linux `script` on PATH");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = output.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Pty { child, stdin, output, reader }
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the screen shows `text` (after `from` bytes of output).
+    pub async fn expect(&self, text: &str, timeout: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let out = self.output();
+            if let Some(i) = out.find(text) {
+                // Let the prompt switch the terminal to raw mode before answering.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return i;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {text:?}; screen so far:\n{out}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn send(&mut self, keys: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(keys.as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    pub async fn wait(mut self) -> (i32, String) {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the plugin finished")
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await;
+        (status.code().unwrap_or(-1), self.output())
+    }
+}

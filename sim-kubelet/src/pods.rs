@@ -1,0 +1,691 @@
+//! The scheduler and kubelet for pods: one watch over all pods; a worker task per pod uid
+//! that binds it, plays its containers' lives in its status, records events, and finishes
+//! graceful deletion.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    Binding, Container, ObjectReference, PersistentVolumeClaim, Pod, PodCondition,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::behavior::pod_behavior;
+use crate::events::{object_ref, EventSpec, ObjectEvents, Recorder, KUBELET, SCHEDULER};
+use crate::node::NODE_IP;
+use crate::scheduling::{feasible_nodes, needs_scheduling, volume_blocker, SimNode};
+use crate::status::{build_status, pod_ip, StatusInput};
+use crate::timeline::{Happening, Plan, Stage};
+use crate::util::{api_code, is_gone_or_conflict};
+
+/// How long a pod must stay unschedulable before we report it (condition + event), so
+/// that a claim created a moment after its pod does not produce noise.
+const REPORT_UNSCHEDULABLE_AFTER: Duration = Duration::from_secs(1);
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Timing options from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub ready_delay: Duration,
+    pub delete_delay: Duration,
+    pub crash_interval: Duration,
+}
+
+/// What every pod worker shares.
+pub struct PodCtx {
+    pub client: Client,
+    pub nodes: Vec<SimNode>,
+    pub timing: Timing,
+    pub recorder: Recorder,
+    pub claims: Store<PersistentVolumeClaim>,
+    pub claim_changes: watch::Receiver<u64>,
+    next_node: AtomicUsize,
+    next_ip: AtomicU32,
+}
+
+impl PodCtx {
+    pub fn new(
+        client: Client,
+        nodes: Vec<SimNode>,
+        timing: Timing,
+        recorder: Recorder,
+        claims: Store<PersistentVolumeClaim>,
+        claim_changes: watch::Receiver<u64>,
+    ) -> Self {
+        Self {
+            client,
+            nodes,
+            timing,
+            recorder,
+            claims,
+            claim_changes,
+            next_node: AtomicUsize::new(0),
+            next_ip: AtomicU32::new(0),
+        }
+    }
+
+    fn is_our_node(&self, name: &str) -> bool {
+        self.nodes.iter().any(|n| n.name == name)
+    }
+}
+
+fn node_name(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(phase(pod), Some("Succeeded" | "Failed"))
+}
+
+/// A running worker; dropping it stops the task.
+struct Worker {
+    tx: watch::Sender<Arc<Pod>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watches all pods and dispatches them to per-uid workers until the process ends.
+/// `ready` is signalled once the initial list has been handled.
+pub async fn run(ctx: Arc<PodCtx>, ready: oneshot::Sender<()>) {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut ready = Some(ready);
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let mut listed: Option<HashSet<String>> = None;
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(pod)) => dispatch(&ctx, &mut workers, pod),
+            Ok(watcher::Event::InitApply(pod)) => {
+                if let (Some(set), Some(uid)) = (listed.as_mut(), pod.metadata.uid.clone()) {
+                    set.insert(uid);
+                }
+                dispatch(&ctx, &mut workers, pod);
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                if let Some(uid) = pod.metadata.uid.as_deref() {
+                    if workers.remove(uid).is_some() {
+                        debug!(pod = %full_name(&pod), %uid, "pod gone; worker stopped");
+                    }
+                }
+            }
+            Ok(watcher::Event::Init) => listed = Some(HashSet::new()),
+            Ok(watcher::Event::InitDone) => {
+                if let Some(set) = listed.take() {
+                    workers.retain(|uid, _| set.contains(uid));
+                }
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Err(e) => warn!(error = %e, "pod watch failed; retrying"),
+        }
+    }
+}
+
+fn full_name(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+fn dispatch(ctx: &Arc<PodCtx>, workers: &mut HashMap<String, Worker>, pod: Pod) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    if let Some(w) = workers.get(&uid) {
+        w.tx.send_replace(Arc::new(pod));
+        return;
+    }
+    let relevant = !is_terminal(&pod)
+        && (needs_scheduling(&pod) || node_name(&pod).is_some_and(|n| ctx.is_our_node(n)));
+    if !relevant {
+        return;
+    }
+    let (tx, rx) = watch::channel(Arc::new(pod));
+    let task = tokio::spawn(PodWorker::new(ctx.clone(), rx).run());
+    workers.insert(uid, Worker { tx, task });
+}
+
+/// Scheduling progress of a pod that is not bound yet.
+#[derive(Default)]
+struct SchedState {
+    unschedulable_since: Option<Instant>,
+    reported: Option<String>,
+    failures: u32,
+}
+
+/// The simulated kubelet's memory of a pod bound to one of our nodes.
+struct SimState {
+    accepted_at: Timestamp,
+    pod_ip: String,
+    last_stage: Option<Stage>,
+    last_written: Option<serde_json::Value>,
+    warned: bool,
+    failures: u32,
+}
+
+/// What a worker waits for before looking at its pod again.
+#[derive(Default)]
+struct Wake {
+    at: Option<Instant>,
+    on_claim_change: bool,
+}
+
+impl Wake {
+    fn after(&mut self, d: Duration) {
+        let t = Instant::now() + d;
+        self.at = Some(self.at.map_or(t, |old| old.min(t)));
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    RETRY_MIN
+        .saturating_mul(1 << failures.min(5))
+        .min(RETRY_MAX)
+}
+
+struct PodWorker {
+    ctx: Arc<PodCtx>,
+    rx: watch::Receiver<Arc<Pod>>,
+    api: Api<Pod>,
+    uid: String,
+    ns: String,
+    name: String,
+    events: ObjectEvents,
+    /// The node the pod is bound to (by us, before the watch shows it, or in its spec).
+    bound: Option<String>,
+    sched: SchedState,
+    sim: Option<SimState>,
+    claim_changes: watch::Receiver<u64>,
+}
+
+impl PodWorker {
+    fn new(ctx: Arc<PodCtx>, rx: watch::Receiver<Arc<Pod>>) -> Self {
+        let pod = rx.borrow().clone();
+        let ns = pod.namespace().unwrap_or_else(|| "default".into());
+        let api = Api::namespaced(ctx.client.clone(), &ns);
+        let events =
+            ObjectEvents::new(ctx.recorder.clone(), object_ref("v1", "Pod", &pod.metadata));
+        let claim_changes = ctx.claim_changes.clone();
+        // A pod already reported unschedulable (e.g. before a restart) is not reported
+        // again for the same reason.
+        let reported = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter().find(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            })
+            .and_then(|c| c.message.clone());
+        Self {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            name: pod.name_any(),
+            ns,
+            ctx,
+            rx,
+            api,
+            events,
+            bound: None,
+            sched: SchedState {
+                reported,
+                ..SchedState::default()
+            },
+            sim: None,
+            claim_changes,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let pod = self.rx.borrow_and_update().clone();
+            if is_terminal(&pod) {
+                return;
+            }
+            if let Some(n) = node_name(&pod) {
+                self.bound = Some(n.to_string());
+            }
+            if pod.metadata.deletion_timestamp.is_some() {
+                if self
+                    .bound
+                    .as_deref()
+                    .is_some_and(|n| self.ctx.is_our_node(n))
+                {
+                    self.finish_deletion(&pod).await;
+                }
+                return;
+            }
+            let mut wake = Wake::default();
+            if self.bound.is_none() {
+                if !needs_scheduling(&pod) {
+                    return;
+                }
+                self.schedule(&pod, &mut wake).await;
+            }
+            match self.bound.clone() {
+                Some(node) if self.ctx.is_our_node(&node) => {
+                    self.simulate(&pod, &node, &mut wake).await;
+                }
+                Some(_) => return, // bound to a node we do not play
+                None => {}
+            }
+            tokio::select! {
+                changed = self.rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = sleep_until(wake.at), if wake.at.is_some() => {}
+                _ = self.claim_changes.changed(), if wake.on_claim_change => {}
+            }
+        }
+    }
+
+    /// Binds the pod to one of our nodes if it fits and its claims are bound.
+    async fn schedule(&mut self, pod: &Pod, wake: &mut Wake) {
+        self.claim_changes.borrow_and_update();
+        let ns = pod.namespace().unwrap_or_default();
+        let candidates = feasible_nodes(pod, &self.ctx.nodes);
+        let blocker = match &candidates {
+            Err(msg) => Some(msg.clone()),
+            Ok(_) => volume_blocker(pod, self.ctx.nodes.len(), |claim| {
+                self.ctx
+                    .claims
+                    .get(&ObjectRef::new(claim).within(&ns))
+                    .map(|c| (*c).clone())
+            }),
+        };
+        if let Some(msg) = blocker {
+            wake.on_claim_change = true;
+            let since = *self
+                .sched
+                .unschedulable_since
+                .get_or_insert_with(Instant::now);
+            let due = since + REPORT_UNSCHEDULABLE_AFTER;
+            if Instant::now() < due {
+                wake.at = Some(due);
+            } else if self.sched.reported.as_deref() != Some(msg.as_str()) {
+                self.report_unschedulable(&msg).await;
+                self.sched.reported = Some(msg);
+            }
+            return;
+        }
+        let Ok(candidates) = candidates else {
+            return;
+        };
+        let i = self.ctx.next_node.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        let node = candidates[i].name.clone();
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(ns.clone()),
+                uid: Some(self.uid.clone()),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.clone()),
+                ..Default::default()
+            },
+        };
+        let res: kube::Result<serde_json::Value> = self
+            .api
+            .create_subresource("binding", &self.name, &PostParams::default(), &binding)
+            .await;
+        match res {
+            Ok(_) => {
+                info!(pod = %full_name(pod), uid = %self.uid, %node, "bound pod");
+                self.bound = Some(node.clone());
+                self.sched = SchedState::default();
+                let msg = format!("Successfully assigned {ns}/{} to {node}", self.name);
+                self.events
+                    .record(EventSpec::normal(SCHEDULER, "Scheduled", msg))
+                    .await;
+            }
+            Err(e) if is_gone_or_conflict(&e) => {
+                debug!(pod = %full_name(pod), error = %e, "binding refused; waiting for the watch");
+            }
+            Err(e) => {
+                self.sched.failures += 1;
+                warn!(pod = %full_name(pod), error = %e, "binding failed; retrying");
+                wake.after(backoff(self.sched.failures));
+            }
+        }
+    }
+
+    async fn report_unschedulable(&mut self, msg: &str) {
+        info!(pod = %format!("{}/{}", self.ns, self.name), reason = %msg, "pod is unschedulable");
+        let cond = PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(msg.into()),
+            last_transition_time: Some(Time(Timestamp::now())),
+            ..Default::default()
+        };
+        let patch = json!({
+            "metadata": { "uid": self.uid },
+            "status": { "conditions": [cond] },
+        });
+        if let Err(e) = self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            debug!(pod = %self.name, error = %e, "writing unschedulable condition failed");
+        }
+        self.events
+            .record(EventSpec::warning(SCHEDULER, "FailedScheduling", msg))
+            .await;
+    }
+
+    /// Writes the status of the pod's current stage and records the events of the change.
+    async fn simulate(&mut self, pod: &Pod, node: &str, wake: &mut Wake) {
+        let timing = self.ctx.timing;
+        let containers: Vec<Container> = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        let init_containers: Vec<Container> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default();
+        let pb = pod_behavior(
+            pod.metadata.annotations.as_ref(),
+            containers
+                .iter()
+                .map(|c| c.image.as_deref().unwrap_or_default()),
+        );
+        let plan = Plan {
+            behavior: pb.behavior,
+            ready_delay: pb.ready_delay.unwrap_or(timing.ready_delay),
+            crash_interval: timing.crash_interval,
+        };
+        let ctx = self.ctx.clone();
+        let sim = self.sim.get_or_insert_with(|| {
+            let status = pod.status.as_ref();
+            let started = status.and_then(|s| s.start_time.clone());
+            let ip = status
+                .and_then(|s| s.pod_ip.clone())
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| pod_ip(ctx.next_ip.fetch_add(1, Ordering::Relaxed)));
+            let resumed = started.is_some()
+                && status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c.container_id
+                                .as_deref()
+                                .is_some_and(|id| id.starts_with("sim://"))
+                        })
+                    });
+            let accepted_at = started.map_or_else(Timestamp::now, |t| t.0);
+            let last_stage = resumed.then(|| plan.stage_at(elapsed_since(accepted_at)));
+            SimState {
+                accepted_at,
+                pod_ip: ip,
+                last_stage,
+                last_written: None,
+                warned: false,
+                failures: 0,
+            }
+        });
+        if !sim.warned {
+            sim.warned = true;
+            for w in &pb.warnings {
+                warn!(pod = %full_name(pod), "ignoring annotation: {w}");
+            }
+            debug!(pod = %full_name(pod), behavior = %plan.behavior.name(), %node, "simulating pod");
+        }
+        let elapsed = elapsed_since(sim.accepted_at);
+        let stage = plan.stage_at(elapsed);
+        let status = build_status(&StatusInput {
+            pod,
+            plan,
+            stage,
+            elapsed,
+            accepted_at: sim.accepted_at,
+            host_ip: NODE_IP,
+            pod_ip: &sim.pod_ip,
+        });
+        let value = match serde_json::to_value(&status) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(pod = %full_name(pod), error = %e, "serializing status failed");
+                return;
+            }
+        };
+        if sim.last_written.as_ref() != Some(&value) {
+            let patch = json!({ "metadata": { "uid": self.uid }, "status": value });
+            match self
+                .api
+                .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    debug!(pod = %full_name(pod), ?stage, "wrote status");
+                    sim.last_written = Some(value);
+                    sim.failures = 0;
+                }
+                Err(e) => {
+                    // NotFound/Conflict/Invalid: the pod is gone or was replaced (uid
+                    // guard); the watch tells us what happened. Otherwise retry.
+                    if matches!(api_code(&e), Some(404 | 409 | 422)) {
+                        debug!(pod = %full_name(pod), error = %e, "status write refused");
+                    } else {
+                        sim.failures += 1;
+                        warn!(pod = %full_name(pod), error = %e, "status write failed; retrying");
+                        wake.after(backoff(sim.failures));
+                    }
+                    return;
+                }
+            }
+        }
+        let happenings = plan.happenings(sim.last_stage, stage);
+        sim.last_stage = Some(stage);
+        if let Some(next) = plan.next_change_after(elapsed) {
+            wake.after(next.saturating_sub(elapsed_since(sim.accepted_at)));
+        }
+        for h in happenings {
+            self.record(h, &init_containers, &containers, node).await;
+        }
+    }
+
+    async fn record(
+        &mut self,
+        h: Happening,
+        init: &[Container],
+        containers: &[Container],
+        node: &str,
+    ) {
+        let image = |c: &Container| c.image.clone().unwrap_or_default();
+        let path = |kind: &str, c: &Container| format!("spec.{kind}{{{}}}", c.name);
+        let ev = |spec: EventSpec, fp: String| spec.host(node).field_path(fp);
+        match h {
+            Happening::ContainersStarted => {
+                let all = init
+                    .iter()
+                    .map(|c| (c, path("initContainers", c)))
+                    .chain(containers.iter().map(|c| (c, path("containers", c))));
+                for (c, fp) in all {
+                    let img = image(c);
+                    let specs = [
+                        EventSpec::normal(KUBELET, "Pulling", format!("Pulling image \"{img}\"")),
+                        EventSpec::normal(
+                            KUBELET,
+                            "Pulled",
+                            format!("Successfully pulled image \"{img}\" in 12.3ms"),
+                        ),
+                        EventSpec::normal(
+                            KUBELET,
+                            "Created",
+                            format!("Created container {}", c.name),
+                        ),
+                        EventSpec::normal(
+                            KUBELET,
+                            "Started",
+                            format!("Started container {}", c.name),
+                        ),
+                    ];
+                    for s in specs {
+                        self.events.record(ev(s, fp.clone())).await;
+                    }
+                }
+            }
+            Happening::ReadinessFailed => {
+                for c in containers {
+                    let s = EventSpec::warning(
+                        KUBELET,
+                        "Unhealthy",
+                        "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                    );
+                    self.events.record(ev(s, path("containers", c))).await;
+                }
+            }
+            Happening::CrashBackOff => {
+                for c in containers {
+                    let s = EventSpec::warning(
+                        KUBELET,
+                        "BackOff",
+                        "Back-off restarting failed container",
+                    );
+                    self.events.record(ev(s, path("containers", c))).await;
+                }
+            }
+            Happening::PullFailed => {
+                for c in containers {
+                    let img = image(c);
+                    let pulling =
+                        EventSpec::normal(KUBELET, "Pulling", format!("Pulling image \"{img}\""));
+                    self.events.record(ev(pulling, path("containers", c))).await;
+                    let failed = EventSpec::warning(
+                        KUBELET,
+                        "Failed",
+                        format!(
+                            "Failed to pull image \"{img}\": rpc error: code = NotFound desc = failed to \
+                             pull and unpack image \"{img}\": failed to resolve reference \"{img}\": not found"
+                        ),
+                    );
+                    self.events.record(ev(failed, path("containers", c))).await;
+                }
+            }
+            Happening::PullBackOff => {
+                for c in containers {
+                    let s = EventSpec::normal(
+                        KUBELET,
+                        "BackOff",
+                        format!("Back-off pulling image \"{}\"", image(c)),
+                    );
+                    self.events.record(ev(s, path("containers", c))).await;
+                }
+            }
+        }
+    }
+
+    /// Plays the end of graceful termination: after the delete delay, removes the pod
+    /// for good (grace period 0, uid precondition).
+    async fn finish_deletion(&mut self, pod: &Pod) {
+        let observed = Instant::now();
+        let node = self.bound.clone().unwrap_or_default();
+        let started = self
+            .sim
+            .as_ref()
+            .and_then(|s| s.last_stage)
+            .is_some_and(Stage::containers_started);
+        if started {
+            let containers: Vec<Container> = pod
+                .spec
+                .as_ref()
+                .map(|s| s.containers.clone())
+                .unwrap_or_default();
+            for c in &containers {
+                let s =
+                    EventSpec::normal(KUBELET, "Killing", format!("Stopping container {}", c.name))
+                        .host(&node)
+                        .field_path(format!("spec.containers{{{}}}", c.name));
+                self.events.record(s).await;
+            }
+        }
+        tokio::time::sleep_until(observed + self.ctx.timing.delete_delay).await;
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let mut failures = 0;
+        loop {
+            match self.api.delete(&self.name, &dp).await {
+                Ok(_) => {
+                    info!(pod = %full_name(pod), "deleted terminating pod");
+                    return;
+                }
+                Err(e) if is_gone_or_conflict(&e) => return,
+                Err(e) => {
+                    failures += 1;
+                    warn!(pod = %full_name(pod), error = %e, "deleting pod failed; retrying");
+                    if failures >= 20 {
+                        return;
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+    }
+}
+
+fn elapsed_since(t: Timestamp) -> Duration {
+    Duration::try_from(Timestamp::now().duration_since(t)).unwrap_or(Duration::ZERO)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => futures::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), RETRY_MIN);
+        assert!(backoff(2) > backoff(1));
+        assert_eq!(backoff(30), RETRY_MAX);
+    }
+}

@@ -1,0 +1,556 @@
+//! A dynamic provisioner for StorageClasses whose provisioner is `sts-safe.dev/sim`:
+//! creates a pre-bound hostPath PersistentVolume for each pending claim (the
+//! kube-controller-manager's PV binder then binds both) and deletes Released volumes whose
+//! reclaim policy is Delete.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeSpec,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::events::{object_ref, EventSpec, Recorder, PROVISIONER};
+use crate::util::{api_code, is_gone_or_conflict};
+
+pub const SIM_PROVISIONER: &str = "sts-safe.dev/sim";
+pub const NOBODY_PROVISIONER: &str = "sts-safe.dev/nobody";
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
+const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+pub const HOST_PATH_ROOT: &str = "/var/lib/sim-kubelet";
+
+/// The StorageClasses ensured at start-up.
+pub fn builtin_classes() -> Vec<StorageClass> {
+    let class = |name: &str, provisioner: &str, reclaim: &str, default: bool| StorageClass {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            annotations: default.then(|| {
+                [(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())]
+                    .into_iter()
+                    .collect()
+            }),
+            ..Default::default()
+        },
+        provisioner: provisioner.into(),
+        reclaim_policy: Some(reclaim.into()),
+        volume_binding_mode: Some("Immediate".into()),
+        allow_volume_expansion: Some(true),
+        ..Default::default()
+    };
+    vec![
+        class("sim-standard", SIM_PROVISIONER, "Delete", true),
+        class("sim-retain", SIM_PROVISIONER, "Retain", false),
+        class("sim-unprovisioned", NOBODY_PROVISIONER, "Delete", false),
+    ]
+}
+
+/// Creates the built-in StorageClasses that do not exist yet.
+pub async fn ensure_classes(client: &Client) -> anyhow::Result<()> {
+    let api: Api<StorageClass> = Api::all(client.clone());
+    for class in builtin_classes() {
+        let name = class.name_any();
+        match api.create(&PostParams::default(), &class).await {
+            Ok(_) => info!(class = %name, "created storage class"),
+            Err(e) if api_code(&e) == Some(409) => debug!(class = %name, "storage class exists"),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("creating storage class {name}")))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_default_class(class: &StorageClass) -> bool {
+    class.annotations().iter().any(|(k, v)| {
+        (k == DEFAULT_CLASS_ANNOTATION || k == BETA_DEFAULT_CLASS_ANNOTATION) && v == "true"
+    })
+}
+
+/// The class a claim asks for, as Kubernetes sees it: the beta annotation, else
+/// `spec.storageClassName`; `None` when the claim names no class at all.
+pub fn claim_class(pvc: &PersistentVolumeClaim) -> Option<String> {
+    pvc.annotations()
+        .get(BETA_CLASS_ANNOTATION)
+        .cloned()
+        .or_else(|| pvc.spec.as_ref()?.storage_class_name.clone())
+}
+
+/// What to provision for a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provisioning {
+    /// The PV's storageClassName (empty when the claim names no class and the default
+    /// class provisions it).
+    pub pv_class: String,
+    pub reclaim_policy: String,
+}
+
+/// Whether we provision `pvc`, and how. `classes` are all known StorageClasses.
+pub fn provisioning_for(
+    pvc: &PersistentVolumeClaim,
+    classes: &[Arc<StorageClass>],
+) -> Option<Provisioning> {
+    let spec = pvc.spec.as_ref()?;
+    let pending = pvc
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+        == "Pending";
+    let unbound = spec.volume_name.as_deref().unwrap_or_default().is_empty();
+    if !pending || !unbound || pvc.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let requested = claim_class(pvc);
+    let class = match requested.as_deref() {
+        Some("") => return None,
+        Some(name) => classes.iter().find(|c| c.name_any() == name)?,
+        None => classes.iter().find(|c| is_default_class(c))?,
+    };
+    if class.provisioner != SIM_PROVISIONER {
+        return None;
+    }
+    Some(Provisioning {
+        pv_class: requested.unwrap_or_default(),
+        reclaim_policy: class
+            .reclaim_policy
+            .clone()
+            .unwrap_or_else(|| "Delete".into()),
+    })
+}
+
+/// The name of the volume provisioned for a claim.
+pub fn pv_name(pvc: &PersistentVolumeClaim) -> String {
+    format!("pvc-{}", pvc.metadata.uid.as_deref().unwrap_or_default())
+}
+
+/// The PersistentVolume provisioned for `pvc`, pre-bound to it.
+pub fn build_pv(pvc: &PersistentVolumeClaim, prov: &Provisioning) -> PersistentVolume {
+    let name = pv_name(pvc);
+    let spec = pvc.spec.clone().unwrap_or_default();
+    let storage = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage").cloned())
+        .unwrap_or_else(|| Quantity("1Gi".into()));
+    PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            annotations: Some(
+                [(PROVISIONED_BY.to_string(), SIM_PROVISIONER.to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            capacity: Some(BTreeMap::from([("storage".to_string(), storage)])),
+            access_modes: spec.access_modes.clone(),
+            storage_class_name: (!prov.pv_class.is_empty()).then(|| prov.pv_class.clone()),
+            persistent_volume_reclaim_policy: Some(prov.reclaim_policy.clone()),
+            volume_mode: spec.volume_mode.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: format!("{HOST_PATH_ROOT}/{name}"),
+                type_: Some("DirectoryOrCreate".into()),
+            }),
+            claim_ref: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("PersistentVolumeClaim".into()),
+                namespace: pvc.metadata.namespace.clone(),
+                name: pvc.metadata.name.clone(),
+                uid: pvc.metadata.uid.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Whether a volume is one of ours, Released, and to be deleted.
+pub fn should_delete(pv: &PersistentVolume) -> bool {
+    let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
+    let delete = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+        == Some("Delete");
+    let ours = pv.annotations().get(PROVISIONED_BY).map(String::as_str) == Some(SIM_PROVISIONER);
+    released && delete && ours && pv.metadata.deletion_timestamp.is_none()
+}
+
+/// Runs the provisioner's watches.
+pub struct Provisioner {
+    client: Client,
+    recorder: Recorder,
+    classes: Store<StorageClass>,
+    claims: Store<PersistentVolumeClaim>,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Handles the rest of the process uses: the claim cache and a counter bumped on every
+/// claim change.
+pub struct Storage {
+    pub claims: Store<PersistentVolumeClaim>,
+    pub claim_changes: watch::Receiver<u64>,
+}
+
+/// Starts the StorageClass, PersistentVolumeClaim and PersistentVolume watches; `ready`
+/// receives one message per watch once its initial list is done.
+pub fn start(
+    client: Client,
+    recorder: Recorder,
+    ready: tokio::sync::mpsc::Sender<&'static str>,
+) -> Storage {
+    let (classes, class_writer) = reflector::store::<StorageClass>();
+    let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
+    let (changes_tx, claim_changes) = watch::channel(0u64);
+    let prov = Arc::new(Provisioner {
+        client: client.clone(),
+        recorder,
+        classes,
+        claims: claims.clone(),
+        in_flight: Mutex::new(HashSet::new()),
+    });
+
+    // StorageClasses: a new or changed class may make pending claims provisionable.
+    {
+        let prov = prov.clone();
+        let ready = ready.clone();
+        let api: Api<StorageClass> = Api::all(client.clone());
+        tokio::spawn(async move {
+            let mut ready = Some(ready);
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(class_writer);
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Apply(_)) => prov.rescan(),
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send("storageclasses").await;
+                        }
+                        prov.rescan();
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "storage class watch failed; retrying"),
+                }
+            }
+        });
+    }
+
+    // Claims: provision pending ones, and tell the scheduler about every change.
+    {
+        let prov = prov.clone();
+        let ready = ready.clone();
+        let api: Api<PersistentVolumeClaim> = Api::all(client.clone());
+        tokio::spawn(async move {
+            let mut ready = Some(ready);
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(claim_writer);
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => {
+                        prov.maybe_provision(&pvc);
+                        changes_tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send("persistentvolumeclaims").await;
+                        }
+                        changes_tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(watcher::Event::Delete(_)) => changes_tx.send_modify(|n| *n += 1),
+                    Ok(watcher::Event::Init) => {}
+                    Err(e) => warn!(error = %e, "claim watch failed; retrying"),
+                }
+            }
+        });
+    }
+
+    // Volumes: delete Released ones whose reclaim policy is Delete.
+    {
+        let api: Api<PersistentVolume> = Api::all(client);
+        tokio::spawn(async move {
+            let mut ready = Some(ready);
+            let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Apply(pv) | watcher::Event::InitApply(pv)) => {
+                        if should_delete(&pv) {
+                            prov.delete_volume(pv);
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send("persistentvolumes").await;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "volume watch failed; retrying"),
+                }
+            }
+        });
+    }
+
+    Storage {
+        claims,
+        claim_changes,
+    }
+}
+
+impl Provisioner {
+    /// Re-checks every cached claim (after a StorageClass change).
+    fn rescan(self: &Arc<Self>) {
+        for pvc in self.claims.state() {
+            self.maybe_provision(&pvc);
+        }
+    }
+
+    /// Starts provisioning a volume for `pvc` when it needs one from us.
+    fn maybe_provision(self: &Arc<Self>, pvc: &PersistentVolumeClaim) {
+        let cheap_check = pvc
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.volume_name.as_deref().unwrap_or_default().is_empty())
+            && pvc.metadata.deletion_timestamp.is_none()
+            && pvc
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("Pending")
+                == "Pending";
+        if !cheap_check {
+            return;
+        }
+        let Some(uid) = pvc.metadata.uid.clone() else {
+            return;
+        };
+        if !self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(uid.clone())
+        {
+            return;
+        }
+        let this = self.clone();
+        let pvc = pvc.clone();
+        tokio::spawn(async move {
+            this.provision(&pvc).await;
+            this.in_flight.lock().expect("in-flight lock").remove(&uid);
+        });
+    }
+
+    async fn provision(&self, pvc: &PersistentVolumeClaim) {
+        if self.classes.wait_until_ready().await.is_err() {
+            return;
+        }
+        let Some(prov) = provisioning_for(pvc, &self.classes.state()) else {
+            return;
+        };
+        let pv = build_pv(pvc, &prov);
+        let pv_name = pv.name_any();
+        let claim = format!("{}/{}", pvc.namespace().unwrap_or_default(), pvc.name_any());
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        match api.create(&PostParams::default(), &pv).await {
+            Ok(_) => {
+                info!(%claim, volume = %pv_name, class = %prov.pv_class, "provisioned volume");
+                let involved = object_ref("v1", "PersistentVolumeClaim", &pvc.metadata);
+                let spec = EventSpec::normal(
+                    PROVISIONER,
+                    "ProvisioningSucceeded",
+                    format!("Successfully provisioned volume {pv_name}"),
+                );
+                self.recorder.create(&involved, &spec).await;
+            }
+            Err(e) if api_code(&e) == Some(409) => {
+                debug!(%claim, volume = %pv_name, "volume already exists");
+            }
+            Err(e) => warn!(%claim, volume = %pv_name, error = %e, "provisioning volume failed"),
+        }
+    }
+
+    /// Deletes a Released volume (uid precondition) in the background.
+    fn delete_volume(self: &Arc<Self>, pv: PersistentVolume) {
+        let Some(uid) = pv.metadata.uid.clone() else {
+            return;
+        };
+        if !self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(uid.clone())
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let api: Api<PersistentVolume> = Api::all(this.client.clone());
+            let name = pv.name_any();
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => info!(volume = %name, "deleted released volume"),
+                Err(e) if is_gone_or_conflict(&e) => debug!(volume = %name, "volume already gone"),
+                Err(e) => warn!(volume = %name, error = %e, "deleting released volume failed"),
+            }
+            this.in_flight.lock().expect("in-flight lock").remove(&uid);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PersistentVolumeStatus,
+        VolumeResourceRequirements,
+    };
+
+    fn classes() -> Vec<Arc<StorageClass>> {
+        let mut list: Vec<Arc<StorageClass>> =
+            builtin_classes().into_iter().map(Arc::new).collect();
+        list.push(Arc::new(StorageClass {
+            metadata: ObjectMeta {
+                name: Some("gp3-encrypted".into()),
+                ..Default::default()
+            },
+            provisioner: SIM_PROVISIONER.into(),
+            reclaim_policy: Some("Retain".into()),
+            ..Default::default()
+        }));
+        list
+    }
+
+    fn pvc(class: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data-web-0".into()),
+                namespace: Some("ns".into()),
+                uid: Some("abc".into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: class.map(String::from),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        Quantity("5Gi".into()),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeClaimStatus {
+                phase: Some("Pending".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn which_claims_we_provision() {
+        let cs = classes();
+        assert_eq!(
+            provisioning_for(&pvc(Some("sim-standard")), &cs),
+            Some(Provisioning {
+                pv_class: "sim-standard".into(),
+                reclaim_policy: "Delete".into()
+            })
+        );
+        assert_eq!(
+            provisioning_for(&pvc(Some("gp3-encrypted")), &cs)
+                .unwrap()
+                .reclaim_policy,
+            "Retain"
+        );
+        assert_eq!(
+            provisioning_for(&pvc(None), &cs),
+            Some(Provisioning {
+                pv_class: String::new(),
+                reclaim_policy: "Delete".into()
+            })
+        );
+        assert_eq!(provisioning_for(&pvc(Some("sim-unprovisioned")), &cs), None);
+        assert_eq!(provisioning_for(&pvc(Some("missing")), &cs), None);
+        assert_eq!(provisioning_for(&pvc(Some("")), &cs), None);
+
+        let mut annotated = pvc(None);
+        annotated.metadata.annotations = Some(BTreeMap::from([(
+            BETA_CLASS_ANNOTATION.to_string(),
+            "sim-retain".to_string(),
+        )]));
+        assert_eq!(
+            provisioning_for(&annotated, &cs).unwrap().pv_class,
+            "sim-retain"
+        );
+
+        let mut bound = pvc(Some("sim-standard"));
+        bound.spec.as_mut().unwrap().volume_name = Some("pv-1".into());
+        assert_eq!(provisioning_for(&bound, &cs), None);
+    }
+
+    #[test]
+    fn volume_for_claim() {
+        let claim = pvc(Some("sim-standard"));
+        let prov = provisioning_for(&claim, &classes()).unwrap();
+        let pv = build_pv(&claim, &prov);
+        assert_eq!(pv.name_any(), "pvc-abc");
+        let spec = pv.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.capacity.as_ref().unwrap()["storage"],
+            Quantity("5Gi".into())
+        );
+        assert_eq!(spec.storage_class_name.as_deref(), Some("sim-standard"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
+        assert_eq!(
+            spec.host_path.as_ref().unwrap().path,
+            "/var/lib/sim-kubelet/pvc-abc"
+        );
+        let claim_ref = spec.claim_ref.as_ref().unwrap();
+        assert_eq!(claim_ref.uid.as_deref(), Some("abc"));
+        assert_eq!(claim_ref.kind.as_deref(), Some("PersistentVolumeClaim"));
+        assert_eq!(pv.annotations()[PROVISIONED_BY], SIM_PROVISIONER);
+    }
+
+    #[test]
+    fn released_volumes_are_deleted() {
+        let claim = pvc(Some("sim-standard"));
+        let mut pv = build_pv(&claim, &provisioning_for(&claim, &classes()).unwrap());
+        assert!(!should_delete(&pv));
+        pv.status = Some(PersistentVolumeStatus {
+            phase: Some("Released".into()),
+            ..Default::default()
+        });
+        assert!(should_delete(&pv));
+        pv.spec.as_mut().unwrap().persistent_volume_reclaim_policy = Some("Retain".into());
+        assert!(!should_delete(&pv));
+    }
+}
