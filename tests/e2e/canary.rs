@@ -486,14 +486,26 @@ async fn interactive_prompts_on_a_terminal() {
     no.send("n").await;
     let (code, screen) = no.wait().await;
     assert_eq!(code, 3, "{screen}");
-    assert!(screen.contains("not confirmed; nothing was changed"), "{screen}");
-    assert_eq!(ns.sts("redis").await.resource_version(), before, "answering n writes nothing");
+    assert!(
+        screen.contains("not confirmed; nothing was changed"),
+        "{screen}"
+    );
+    assert_eq!(
+        ns.sts("redis").await.resource_version(),
+        before,
+        "answering n writes nothing"
+    );
 
     let mut yes = Pty::spawn(&ns, &["canary", "redis", "--image", "redis:7.4-alpine"]);
-    yes.expect("Start the canary", Duration::from_secs(20)).await;
+    yes.expect("Start the canary", Duration::from_secs(20))
+        .await;
     yes.send("y").await;
     yes.expect("step 1 passed", Duration::from_secs(30)).await;
-    assert_eq!(model::partition(&ns.sts("redis").await), 1, "waits at the prompt between steps");
+    assert_eq!(
+        model::partition(&ns.sts("redis").await),
+        1,
+        "waits at the prompt between steps"
+    );
     yes.send("\r").await; // "continue" is the default choice
     let (code, screen) = yes.wait().await;
     assert_eq!(code, 0, "{screen}");

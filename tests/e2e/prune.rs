@@ -33,7 +33,10 @@ async fn redis_scaled(prefix: &str, from: i32, to: i32) -> TestNs {
 }
 
 fn redis_pvcs(ordinals: impl IntoIterator<Item = i32>) -> Vec<String> {
-    ordinals.into_iter().map(|o| format!("redis-data-redis-{o}")).collect()
+    ordinals
+        .into_iter()
+        .map(|o| format!("redis-data-redis-{o}"))
+        .collect()
 }
 
 async fn wait_pvcs(ns: &TestNs, want: &[String]) {
@@ -55,7 +58,9 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 }
 
 fn uids(pvcs: &[PersistentVolumeClaim]) -> BTreeMap<String, String> {
-    pvcs.iter().map(|p| (p.name_any(), p.uid().unwrap_or_default())).collect()
+    pvcs.iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect()
 }
 
 // ---- the audit log: what the plugin asked the API server -----------------------------------
@@ -64,19 +69,28 @@ fn uids(pvcs: &[PersistentVolumeClaim]) -> BTreeMap<String, String> {
 /// client without a user agent (the plugin's kube client; the controllers, the simulator
 /// and kubectl all send one) about objects in `namespace`: (verb, resource, requestURI).
 fn audited(namespace: &str, from: Timestamp, to: Timestamp) -> Vec<(String, String, String)> {
-    let path = kubeconfig().parent().expect("state dir").join("logs/audit.log");
+    let path = kubeconfig()
+        .parent()
+        .expect("state dir")
+        .join("logs/audit.log");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["stage"] == "ResponseComplete" && e.get("userAgent").is_none_or(|u| u == ""))
         .filter(|e| e["objectRef"]["namespace"] == namespace)
         .filter(|e| {
-            let t: Option<Timestamp> = e["requestReceivedTimestamp"].as_str().and_then(|t| t.parse().ok());
+            let t: Option<Timestamp> = e["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse().ok());
             t.is_some_and(|t| t >= from && t <= to)
         })
         .map(|e| {
             let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-            (s(&e["verb"]), s(&e["objectRef"]["resource"]), s(&e["requestURI"]))
+            (
+                s(&e["verb"]),
+                s(&e["objectRef"]["resource"]),
+                s(&e["requestURI"]),
+            )
         })
         .collect()
 }
@@ -99,8 +113,17 @@ impl Pty {
     fn spawn(ns: &TestNs, args: &[&str]) -> Pty {
         let mut argv: Vec<String> = vec![PLUGIN.into()];
         argv.extend(args.iter().map(|a| a.to_string()));
-        argv.extend(["-n".into(), ns.name.clone(), "--context".into(), "sts-safe-admin".into()]);
-        let line = argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+        argv.extend([
+            "-n".into(),
+            ns.name.clone(),
+            "--context".into(),
+            "sts-safe-admin".into(),
+        ]);
+        let line = argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut child = std::process::Command::new("script")
             .args(["-qfec", &line, "/dev/null"])
             .env("KUBECONFIG", kubeconfig())
@@ -121,10 +144,16 @@ impl Pty {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Pty { child, stdin, screen }
+        Pty {
+            child,
+            stdin,
+            screen,
+        }
     }
 
     fn screen(&self) -> String {
@@ -134,13 +163,19 @@ impl Pty {
     async fn wait_for(&self, needle: &str) {
         let start = Instant::now();
         while !self.screen().contains(needle) {
-            assert!(start.elapsed() < WAIT, "{needle:?} never appeared; screen:\n{}", self.screen());
+            assert!(
+                start.elapsed() < WAIT,
+                "{needle:?} never appeared; screen:\n{}",
+                self.screen()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     fn type_keys(&mut self, keys: &str) {
-        self.stdin.write_all(keys.as_bytes()).expect("write to the terminal");
+        self.stdin
+            .write_all(keys.as_bytes())
+            .expect("write to the terminal");
         self.stdin.flush().expect("flush");
     }
 
@@ -180,28 +215,63 @@ async fn scale_down_orphans_are_deleted_with_their_pvs_after_dry_runs_and_a_refu
     let to = Timestamp::now();
     dry.expect_code(0);
     let out = &dry.stdout;
-    assert!(out.contains(&format!("PVCs orphaned by scale-down of StatefulSet {}/redis:", ns.name)), "{out}");
-    assert!(out.contains("PVC                 STATEFULSET  ORDINAL  CAPACITY  STORAGECLASS"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "PVCs orphaned by scale-down of StatefulSet {}/redis:",
+            ns.name
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("PVC                 STATEFULSET  ORDINAL  CAPACITY  STORAGECLASS"),
+        "{out}"
+    );
     for o in 2..5 {
-        let row = out.lines().find(|l| l.starts_with(&format!("redis-data-redis-{o} "))).expect(out);
-        assert!(row.contains(&format!("redis        {o}        10Gi      gp3-encrypted")), "{row}");
-        assert!(row.contains("Delete: the data is destroyed") && row.ends_with("Bound"), "{row}");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("redis-data-redis-{o} ")))
+            .expect(out);
+        assert!(
+            row.contains(&format!("redis        {o}        10Gi      gp3-encrypted")),
+            "{row}"
+        );
+        assert!(
+            row.contains("Delete: the data is destroyed") && row.ends_with("Bound"),
+            "{row}"
+        );
     }
-    assert!(!out.contains("redis-data-redis-0") && !out.contains("redis-data-redis-1"), "{out}");
+    assert!(
+        !out.contains("redis-data-redis-0") && !out.contains("redis-data-redis-1"),
+        "{out}"
+    );
     assert!(out.contains("Total: 3 PVC(s), 30Gi"), "{out}");
     let requests = audited(&ns.name, from, to);
-    let count = |verb: &str, res: &str| requests.iter().filter(|r| r.0 == verb && r.1 == res).count();
+    let count = |verb: &str, res: &str| {
+        requests
+            .iter()
+            .filter(|r| r.0 == verb && r.1 == res)
+            .count()
+    };
     assert_eq!(count("list", "statefulsets"), 1, "{requests:#?}");
     assert_eq!(count("list", "pods"), 1, "{requests:#?}");
     assert_eq!(count("list", "persistentvolumeclaims"), 1, "{requests:#?}");
     assert_eq!(count("get", "persistentvolumeclaims"), 0, "{requests:#?}");
-    assert!(requests.iter().filter(|r| r.0 == "list").all(|r| r.2.contains("limit=500")), "{requests:#?}");
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.0 == "list")
+            .all(|r| r.2.contains("limit=500")),
+        "{requests:#?}"
+    );
 
     // -o json: the same plan as data.
     let plan = ns.plugin(&["prune-pvcs", "--dry-run", "-o", "json"]).await;
     plan.expect_code(0);
     let plan = plan.json();
-    assert_eq!((plan["apiVersion"].as_str(), plan["kind"].as_str()), (Some("sts-safe/v1"), Some("PrunePlan")));
+    assert_eq!(
+        (plan["apiVersion"].as_str(), plan["kind"].as_str()),
+        (Some("sts-safe/v1"), Some("PrunePlan"))
+    );
     assert_eq!(names(&plan["pvcs"]), redis_pvcs(2..5));
     assert_eq!(plan["total"]["capacity"], "30Gi");
     let volumes: Vec<String> = plan["pvcs"]
@@ -212,47 +282,98 @@ async fn scale_down_orphans_are_deleted_with_their_pvs_after_dry_runs_and_a_refu
             assert_eq!(e["statefulset"], "redis");
             assert_eq!(e["reclaimPolicy"], "Delete");
             assert_eq!(e["phase"], "Bound");
-            assert_eq!(e["uid"].as_str(), before.get(e["name"].as_str().unwrap()).map(String::as_str));
+            assert_eq!(
+                e["uid"].as_str(),
+                before.get(e["name"].as_str().unwrap()).map(String::as_str)
+            );
             e["volume"].as_str().expect("bound PV").to_string()
         })
         .collect();
 
     // --dry-run=server: every delete validated by the API server, nothing deleted.
-    let server = ns.plugin(&["prune-pvcs", "redis", "--dry-run=server", "-o", "json"]).await;
+    let server = ns
+        .plugin(&["prune-pvcs", "redis", "--dry-run=server", "-o", "json"])
+        .await;
     server.expect_code(0);
     let report = server.json();
     assert_eq!(report["kind"], "PruneReport");
     assert_eq!(report["dryRun"], "server");
-    assert!(report["results"].as_array().unwrap().iter().all(|r| r["result"] == "validated"), "{report}");
+    assert!(
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"] == "validated"),
+        "{report}"
+    );
     assert_eq!(report["results"].as_array().unwrap().len(), 3);
 
     // No terminal and no --yes: refused at once, nothing deleted.
     let refused = ns.plugin(&["prune-pvcs", "redis"]).await;
     refused.expect_code(3);
-    assert!(refused.stderr.contains("refusing to proceed without confirmation"), "{}", refused.stderr);
-    assert_eq!(uids(&ns.pvcs().await), before, "dry runs and the refusal deleted nothing");
+    assert!(
+        refused
+            .stderr
+            .contains("refusing to proceed without confirmation"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        uids(&ns.pvcs().await),
+        before,
+        "dry runs and the refusal deleted nothing"
+    );
 
     // --yes: exactly ordinals 2, 3, 4 go, highest first; 0 and 1 are untouched.
     let run = ns.plugin(&["prune-pvcs", "redis", "--yes"]).await;
     run.expect_code(0);
-    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("deleted ")).collect();
-    assert_eq!(lines, ["deleted redis-data-redis-4", "deleted redis-data-redis-3", "deleted redis-data-redis-2"], "{}", run.stdout);
-    assert!(run.stdout.contains("Deleted 3 PVC(s) (30Gi)."), "{}", run.stdout);
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("deleted "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "deleted redis-data-redis-4",
+            "deleted redis-data-redis-3",
+            "deleted redis-data-redis-2"
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Deleted 3 PVC(s) (30Gi)."),
+        "{}",
+        run.stdout
+    );
     wait_pvcs(&ns, &redis_pvcs(0..2)).await;
     let after = uids(&ns.pvcs().await);
-    assert_eq!(after.get("redis-data-redis-0"), before.get("redis-data-redis-0"));
-    assert_eq!(after.get("redis-data-redis-1"), before.get("redis-data-redis-1"));
+    assert_eq!(
+        after.get("redis-data-redis-0"),
+        before.get("redis-data-redis-0")
+    );
+    assert_eq!(
+        after.get("redis-data-redis-1"),
+        before.get("redis-data-redis-1")
+    );
     // Reclaim policy Delete: the PVs go too.
     let pvs: Api<PersistentVolume> = Api::all(ns.client.clone());
     for v in &volumes {
-        ns.eventually(WAIT, &format!("PV {v} deleted"), || async { pvs.get_opt(v).await.ok()?.is_none().then_some(()) })
-            .await;
+        ns.eventually(WAIT, &format!("PV {v} deleted"), || async {
+            pvs.get_opt(v).await.ok()?.is_none().then_some(())
+        })
+        .await;
     }
     ns.wait_ready("redis", WAIT).await;
 
     let again = ns.plugin(&["prune-pvcs", "redis", "--yes"]).await;
     again.expect_code(0);
-    assert!(again.stdout.contains("No PVC orphaned by scale-down"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("No PVC orphaned by scale-down"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[tokio::test]
@@ -282,7 +403,13 @@ spec:
 
     let text = ns.plugin(&["prune-pvcs", "--dry-run"]).await;
     text.expect_code(0);
-    assert!(text.stdout.contains("redis-data-redis-2 (StatefulSet redis, ordinal 2): mounted by pod \"debug\""), "{}", text.stdout);
+    assert!(
+        text.stdout.contains(
+            "redis-data-redis-2 (StatefulSet redis, ordinal 2): mounted by pod \"debug\""
+        ),
+        "{}",
+        text.stdout
+    );
 }
 
 const LOOK_ALIKES: &str = r#"
@@ -354,7 +481,14 @@ async fn look_alike_names_are_never_cross_attributed() {
     for s in ["web", "web-1", "db3"] {
         ns.wait_ready(s, WAIT).await;
     }
-    let live = ["data-web-0", "data-web-1", "data-web-1-0", "data-web-web-0", "data-web-web-1", "vol2-db3-0"];
+    let live = [
+        "data-web-0",
+        "data-web-1",
+        "data-web-1-0",
+        "data-web-web-0",
+        "data-web-web-1",
+        "vol2-db3-0",
+    ];
 
     let plan = ns.plugin(&["prune-pvcs", "--dry-run", "-o", "json"]).await;
     plan.expect_code(0);
@@ -365,7 +499,12 @@ async fn look_alike_names_are_never_cross_attributed() {
         .iter()
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-            (s("name"), s("statefulset"), s("template"), e["ordinal"].as_i64().unwrap())
+            (
+                s("name"),
+                s("statefulset"),
+                s("template"),
+                e["ordinal"].as_i64().unwrap(),
+            )
         })
         .collect();
     let want = [
@@ -374,12 +513,18 @@ async fn look_alike_names_are_never_cross_attributed() {
         ("data-web-web-2", "web", "data-web", 2),
         ("data-web-1-4", "web-1", "data", 4),
     ];
-    let want: Vec<_> = want.iter().map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), *d)).collect();
+    let want: Vec<_> = want
+        .iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), *d))
+        .collect();
     assert_eq!(got, want);
     assert!(plan["skipped"].as_array().unwrap().is_empty(), "{plan}");
 
     // Restricted to web-1: only its own claim, though every web-1 name starts with "web".
-    let web1 = ns.plugin(&["prune-pvcs", "web-1", "--dry-run", "-o", "json"]).await.json();
+    let web1 = ns
+        .plugin(&["prune-pvcs", "web-1", "--dry-run", "-o", "json"])
+        .await
+        .json();
     assert_eq!(names(&web1["pvcs"]), ["data-web-1-4"]);
 
     ns.plugin(&["prune-pvcs", "--yes"]).await.expect_code(0);
@@ -395,7 +540,8 @@ async fn a_scale_up_between_the_prompt_and_the_answer_keeps_that_pvc() {
     let mut pty = Pty::spawn(&ns, &["prune-pvcs", "redis"]);
     pty.wait_for("Delete 3 PVC(s), 30Gi in total").await;
     // The plan is made; scale up before answering.
-    ns.kubectl(&["scale", "statefulset", "redis", "--replicas=3"]).expect_code(0);
+    ns.kubectl(&["scale", "statefulset", "redis", "--replicas=3"])
+        .expect_code(0);
     pty.type_keys("y");
     let run = pty.finish().await;
     run.expect_code(3);
@@ -414,7 +560,10 @@ async fn a_scale_up_between_the_prompt_and_the_answer_keeps_that_pvc() {
     assert_eq!(sts.spec.replicas, Some(3));
     // redis-2 came back on its old disk.
     let after = uids(&ns.pvcs().await);
-    assert_eq!(after.get("redis-data-redis-2"), before.get("redis-data-redis-2"));
+    assert_eq!(
+        after.get("redis-data-redis-2"),
+        before.get("redis-data-redis-2")
+    );
 }
 
 #[tokio::test]
@@ -424,16 +573,31 @@ async fn a_statefulset_scaled_to_zero_is_skipped_unless_asked() {
     assert_eq!(before, redis_pvcs(0..2));
     let run = ns.plugin(&["prune-pvcs", "--yes"]).await;
     run.expect_code(0);
-    assert!(run.stdout.contains("No PVC orphaned by scale-down"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("No PVC orphaned by scale-down"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("StatefulSet redis is scaled to 0: skipped, its 2 PVC(s) are kept (use --include-scaled-to-zero)"),
         "{}",
         run.stdout
     );
-    let named = ns.plugin(&["prune-pvcs", "redis", "--yes", "-o", "json"]).await;
+    let named = ns
+        .plugin(&["prune-pvcs", "redis", "--yes", "-o", "json"])
+        .await;
     named.expect_code(0);
     assert!(named.json()["results"].as_array().unwrap().is_empty());
-    let asked = ns.plugin(&["prune-pvcs", "--include-scaled-to-zero", "--dry-run", "-o", "json"]).await.json();
+    let asked = ns
+        .plugin(&[
+            "prune-pvcs",
+            "--include-scaled-to-zero",
+            "--dry-run",
+            "-o",
+            "json",
+        ])
+        .await
+        .json();
     assert_eq!(names(&asked["pvcs"]), redis_pvcs(0..2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(ns.pvc_names().await, before, "nothing deleted");
@@ -443,51 +607,114 @@ async fn a_statefulset_scaled_to_zero_is_skipped_unless_asked() {
 async fn claims_of_a_deleted_statefulset_need_include_deleted_and_their_own_confirmation() {
     let ns = TestNs::new("prune-gone").await;
     ns.ready_redis(2).await;
-    ns.kubectl(&["delete", "statefulset", "redis", "--cascade=orphan"]).expect_code(0);
+    ns.kubectl(&["delete", "statefulset", "redis", "--cascade=orphan"])
+        .expect_code(0);
     // The orphaned pods still mount the claims: nothing to propose yet.
-    let mounted = ns.plugin(&["prune-pvcs", "--include-deleted", "--dry-run", "-o", "json"]).await.json();
+    let mounted = ns
+        .plugin(&["prune-pvcs", "--include-deleted", "--dry-run", "-o", "json"])
+        .await
+        .json();
     assert!(mounted["gone"].as_array().unwrap().is_empty(), "{mounted}");
-    ns.kubectl(&["delete", "pod", "-l", "app=redis", "--wait=true"]).expect_code(0);
-    ns.eventually(WAIT, "orphaned pods gone", || async { ns.pods().await.is_empty().then_some(()) }).await;
+    ns.kubectl(&["delete", "pod", "-l", "app=redis", "--wait=true"])
+        .expect_code(0);
+    ns.eventually(WAIT, "orphaned pods gone", || async {
+        ns.pods().await.is_empty().then_some(())
+    })
+    .await;
 
-    let plain = ns.plugin(&["prune-pvcs", "--dry-run", "-o", "json"]).await.json();
-    assert!(plain["pvcs"].as_array().unwrap().is_empty() && plain["gone"].as_array().unwrap().is_empty(), "{plain}");
+    let plain = ns
+        .plugin(&["prune-pvcs", "--dry-run", "-o", "json"])
+        .await
+        .json();
+    assert!(
+        plain["pvcs"].as_array().unwrap().is_empty()
+            && plain["gone"].as_array().unwrap().is_empty(),
+        "{plain}"
+    );
     let missing = ns.plugin(&["prune-pvcs", "redis", "--dry-run"]).await;
-    missing.expect_code(1).expect_one_error_line("statefulset \"redis\" not found");
+    missing
+        .expect_code(1)
+        .expect_one_error_line("statefulset \"redis\" not found");
 
-    let text = ns.plugin(&["prune-pvcs", "--include-deleted", "--dry-run"]).await;
+    let text = ns
+        .plugin(&["prune-pvcs", "--include-deleted", "--dry-run"])
+        .await;
     text.expect_code(0);
-    assert!(text.stdout.contains("No PVC orphaned by scale-down"), "{}", text.stdout);
-    assert!(text.stdout.contains("StatefulSet gone: PVCs of StatefulSets that no longer exist"), "{}", text.stdout);
-    assert!(text.stdout.contains("redis-data-redis-0  redis-data-redis  0"), "{}", text.stdout);
-    let named = ns.plugin(&["prune-pvcs", "redis", "--include-deleted", "--dry-run", "-o", "json"]).await.json();
+    assert!(
+        text.stdout.contains("No PVC orphaned by scale-down"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("StatefulSet gone: PVCs of StatefulSets that no longer exist"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("redis-data-redis-0  redis-data-redis  0"),
+        "{}",
+        text.stdout
+    );
+    let named = ns
+        .plugin(&[
+            "prune-pvcs",
+            "redis",
+            "--include-deleted",
+            "--dry-run",
+            "-o",
+            "json",
+        ])
+        .await
+        .json();
     assert_eq!(names(&named["gone"]), redis_pvcs(0..2));
     assert_eq!(named["goneTotal"]["capacity"], "20Gi");
 
     let refused = ns.plugin(&["prune-pvcs", "--include-deleted"]).await;
     refused.expect_code(3);
-    assert_eq!(ns.pvc_names().await, redis_pvcs(0..2), "refused: nothing deleted");
+    assert_eq!(
+        ns.pvc_names().await,
+        redis_pvcs(0..2),
+        "refused: nothing deleted"
+    );
 
     // Through a terminal: the group has its own question; "no" keeps it.
     let mut pty = Pty::spawn(&ns, &["prune-pvcs", "--include-deleted"]);
-    pty.wait_for("Delete 2 \"StatefulSet gone\" PVC(s), 20Gi in total").await;
+    pty.wait_for("Delete 2 \"StatefulSet gone\" PVC(s), 20Gi in total")
+        .await;
     pty.type_keys("n");
     let declined = pty.finish().await;
     declined.expect_code(3);
-    assert!(declined.stdout.contains("not confirmed; nothing was changed"), "{}", declined.stdout);
+    assert!(
+        declined
+            .stdout
+            .contains("not confirmed; nothing was changed"),
+        "{}",
+        declined.stdout
+    );
     assert_eq!(ns.pvc_names().await, redis_pvcs(0..2));
 
-    let run = ns.plugin(&["prune-pvcs", "--include-deleted", "--yes", "-o", "json"]).await;
+    let run = ns
+        .plugin(&["prune-pvcs", "--include-deleted", "--yes", "-o", "json"])
+        .await;
     run.expect_code(0);
     let report = run.json();
     assert_eq!(names(&report["results"]), redis_pvcs(0..2));
-    assert!(report["results"].as_array().unwrap().iter().all(|r| r["group"] == "gone" && r["result"] == "deleted"));
+    assert!(report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["group"] == "gone" && r["result"] == "deleted"));
     wait_pvcs(&ns, &[]).await;
 }
 
 #[tokio::test]
 async fn all_namespaces_prunes_across_three_namespaces() {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let tag = format!("p{}-{nanos}", std::process::id());
     let sts = format!(
         r#"
@@ -511,8 +738,11 @@ spec:
         let ns = TestNs::new(&format!("prune-all{i}")).await;
         ns.apply(&sts).await;
         // An orphan carrying the test's label, and one without it (outside -l).
-        ns.apply(&(pvc_yaml("data-db-3", &format!("app: db, prune-test: {tag}")) + &pvc_yaml("data-db-4", "app: db")))
-            .await;
+        ns.apply(
+            &(pvc_yaml("data-db-3", &format!("app: db, prune-test: {tag}"))
+                + &pvc_yaml("data-db-4", "app: db")),
+        )
+        .await;
         spaces.push(ns);
     }
     for ns in &spaces {
@@ -520,7 +750,17 @@ spec:
     }
     let selector = format!("prune-test={tag}");
     let first = &spaces[0];
-    let plan = first.plugin(&["prune-pvcs", "-A", "-l", &selector, "--dry-run", "-o", "json"]).await;
+    let plan = first
+        .plugin(&[
+            "prune-pvcs",
+            "-A",
+            "-l",
+            &selector,
+            "--dry-run",
+            "-o",
+            "json",
+        ])
+        .await;
     plan.expect_code(0);
     let plan = plan.json();
     assert!(plan["namespace"].is_null());
@@ -528,26 +768,60 @@ spec:
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["namespace"].as_str().unwrap().to_string(), e["name"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["namespace"].as_str().unwrap().to_string(),
+                e["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     got.sort();
-    let mut want: Vec<(String, String)> = spaces.iter().map(|n| (n.name.clone(), "data-db-3".to_string())).collect();
+    let mut want: Vec<(String, String)> = spaces
+        .iter()
+        .map(|n| (n.name.clone(), "data-db-3".to_string()))
+        .collect();
     want.sort();
     assert_eq!(got, want);
 
-    let text = first.plugin(&["prune-pvcs", "-A", "-l", &selector, "--dry-run"]).await;
+    let text = first
+        .plugin(&["prune-pvcs", "-A", "-l", &selector, "--dry-run"])
+        .await;
     text.expect_code(0);
-    assert!(text.stdout.contains("PVCs orphaned by scale-down in all namespaces:"), "{}", text.stdout);
-    assert!(text.stdout.lines().nth(1).unwrap_or_default().starts_with("NAMESPACE  PVC"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("PVCs orphaned by scale-down in all namespaces:"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .starts_with("NAMESPACE  PVC"),
+        "{}",
+        text.stdout
+    );
 
     let both = first.plugin(&["prune-pvcs", "db", "-A"]).await;
     both.expect_code(2);
 
-    let run = first.plugin(&["prune-pvcs", "-A", "-l", &selector, "--yes"]).await;
+    let run = first
+        .plugin(&["prune-pvcs", "-A", "-l", &selector, "--yes"])
+        .await;
     run.expect_code(0);
-    assert!(run.stdout.contains("Deleted 3 PVC(s) (3Gi)."), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Deleted 3 PVC(s) (3Gi)."),
+        "{}",
+        run.stdout
+    );
     for ns in &spaces {
-        assert!(run.stdout.contains(&format!("deleted {}/data-db-3", ns.name)), "{}", run.stdout);
+        assert!(
+            run.stdout
+                .contains(&format!("deleted {}/data-db-3", ns.name)),
+            "{}",
+            run.stdout
+        );
         wait_pvcs(ns, &["data-db-0".to_string(), "data-db-4".to_string()]).await;
     }
 }
@@ -555,7 +829,9 @@ spec:
 #[tokio::test]
 async fn older_than_keeps_young_pvcs() {
     let ns = redis_scaled("prune-young", 2, 1).await;
-    let run = ns.plugin(&["prune-pvcs", "--older-than", "1h", "--yes", "-o", "json"]).await;
+    let run = ns
+        .plugin(&["prune-pvcs", "--older-than", "1h", "--yes", "-o", "json"])
+        .await;
     run.expect_code(0);
     let report = run.json();
     assert!(report["results"].as_array().unwrap().is_empty(), "{report}");

@@ -543,8 +543,16 @@ impl Pty {
         use tokio::io::AsyncReadExt;
         let mut line = vec![PLUGIN.to_string()];
         line.extend(args.iter().map(|a| a.to_string()));
-        line.extend(["-n".into(), ns.name.clone(), "--context".into(), "sts-safe-admin".into()]);
-        let quoted: Vec<String> = line.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        line.extend([
+            "-n".into(),
+            ns.name.clone(),
+            "--context".into(),
+            "sts-safe-admin".into(),
+        ]);
+        let quoted: Vec<String> = line
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
         let mut child = tokio::process::Command::new("script")
             .args(["-qfec", &quoted.join(" "), "/dev/null"])
             .env("KUBECONFIG", kubeconfig())
@@ -566,10 +574,17 @@ impl Pty {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Pty { child, stdin, output, reader }
+        Pty {
+            child,
+            stdin,
+            output,
+            reader,
+        }
     }
 
     pub fn output(&self) -> String {
