@@ -167,6 +167,11 @@ impl Ctx {
                 .to_string(),
         };
         config.default_namespace = namespace.clone();
+        // Named in the API server's audit log, as kubectl names itself.
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("kubectl-sts-safe/", env!("CARGO_PKG_VERSION"))),
+        ));
         let client = kube::Client::try_from(config).map_err(|e| {
             Error::Kubeconfig(format!("context \"{}\": {}", target.context, one_line(&e)))
         })?;

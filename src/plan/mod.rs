@@ -2,4 +2,5 @@
 
 pub mod gate;
 pub mod rollout;
+pub mod scale;
 pub mod steps;

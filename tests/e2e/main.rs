@@ -9,5 +9,6 @@ mod canary;
 mod doctor;
 mod errors;
 mod prune;
+mod scale;
 mod sim;
 mod status;
