@@ -8,6 +8,7 @@ mod support;
 mod canary;
 mod doctor;
 mod errors;
+mod faults;
 mod prune;
 mod scale;
 mod sim;
