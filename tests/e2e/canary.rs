@@ -513,3 +513,114 @@ async fn interactive_prompts_on_a_terminal() {
     let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
     assert!(!model::rollout_pending(&sts));
 }
+
+#[tokio::test]
+async fn check_cmd_gets_the_pod_environment_and_gates_each_pod() {
+    let ns = TestNs::new("canary-check").await;
+    ns.ready_redis(3).await;
+    let log = std::env::temp_dir().join(format!("{}-check.log", ns.name));
+    let _ = std::fs::remove_file(&log);
+    let cmd = format!(
+        "echo \"$POD_NAME $POD_ORDINAL $NAMESPACE $POD_FQDN\" >> {}",
+        log.display()
+    );
+    let r = ns
+        .plugin(&[
+            "canary",
+            "redis",
+            "--image",
+            "redis:7.4-alpine",
+            "--check-cmd",
+            &cmd,
+            "--yes",
+        ])
+        .await;
+    r.expect_code(0);
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expect: Vec<String> = [2, 1, 0]
+        .iter()
+        .map(|o| {
+            format!(
+                "redis-{o} {o} {ns} redis-{o}.redis-headless.{ns}.svc.cluster.local",
+                ns = ns.name
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines, expect,
+        "one check per pod, top ordinal first, with the documented environment"
+    );
+
+    // A check that fails for ordinal 1 stops the run there, after the step timeout.
+    let fail = ns
+        .plugin(&[
+            "canary",
+            "redis",
+            "--image",
+            "redis:7.4-alpine-v2",
+            "--check-cmd",
+            "test \"$POD_ORDINAL\" != 1",
+            "--step-timeout",
+            "3s",
+            "--yes",
+        ])
+        .await;
+    fail.expect_code(3);
+    assert!(
+        fail.stderr.contains("--check-cmd exited 1"),
+        "{}",
+        fail.stderr
+    );
+    assert!(fail.stderr.contains("redis-1"), "{}", fail.stderr);
+    assert_eq!(
+        model::partition(&ns.sts("redis").await),
+        1,
+        "redis-2 and redis-1 exposed, redis-0 not"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test]
+async fn an_earlier_canary_that_turns_unready_stops_the_run() {
+    let ns = TestNs::new("canary-flap").await;
+    ns.ready_redis(4).await;
+    // Each new pod is Ready, then drops out of Ready 3 s after it started.
+    let r = ns
+        .plugin(&[
+            "canary",
+            "redis",
+            "--image",
+            "redis:7.4-unready-after-3s",
+            "--soak",
+            "2s",
+            "--yes",
+        ])
+        .await;
+    r.expect_code(3);
+    assert!(
+        r.stderr
+            .contains("redis-3 passed an earlier step but is now"),
+        "{}",
+        r.stderr
+    );
+    let partition = model::partition(&ns.sts("redis").await);
+    assert!(
+        partition >= 1,
+        "stopped before the last pod (partition {partition})"
+    );
+}
+
+#[tokio::test]
+async fn rollback_with_nothing_pending_is_a_no_op() {
+    let ns = TestNs::new("rollback-noop").await;
+    ns.ready_redis(1).await;
+    let rv = ns.sts("redis").await.resource_version();
+    let r = ns.plugin(&["rollback", "redis", "--yes"]).await;
+    r.expect_code(0);
+    assert!(r.stderr.contains("nothing to roll back"), "{}", r.stderr);
+    assert_eq!(ns.sts("redis").await.resource_version(), rv);
+}

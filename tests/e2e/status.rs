@@ -135,3 +135,49 @@ async fn limited_context_gets_a_clear_403() {
     ok.expect_code(0);
     assert_eq!(ok.json()["replicas"]["ready"], 1);
 }
+
+#[tokio::test]
+async fn watch_re_renders_on_change() {
+    use tokio::io::AsyncReadExt;
+    let ns = TestNs::new("status-watch").await;
+    ns.ready_redis(1).await;
+    let mut child = ns
+        .plugin_command(&["status", "redis", "--watch", "-o", "json"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    let reports = |text: &str| -> Vec<serde_json::Value> {
+        serde_json::Deserializer::from_str(text)
+            .into_iter::<serde_json::Value>()
+            .filter_map(Result::ok)
+            .collect()
+    };
+    let mut scaled = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(1), stdout.read(&mut buf))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let seen = reports(&text);
+        if !scaled && !seen.is_empty() {
+            assert_eq!(seen[0]["replicas"]["ready"], 1);
+            ns.kubectl(&["scale", "statefulset", "redis", "--replicas=2"])
+                .expect_code(0);
+            scaled = true;
+        }
+        if seen.iter().any(|r| r["replicas"]["ready"] == 2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no re-render with 2 ready replicas:\n{text}"
+        );
+    }
+    child.kill().await.unwrap();
+}
