@@ -624,3 +624,58 @@ async fn rollback_with_nothing_pending_is_a_no_op() {
     assert!(r.stderr.contains("nothing to roll back"), "{}", r.stderr);
     assert_eq!(ns.sts("redis").await.resource_version(), rv);
 }
+
+#[tokio::test]
+async fn patch_file_rolls_out_any_template_change() {
+    let ns = TestNs::new("canary-patch").await;
+    ns.ready_redis(2).await;
+    let dir = std::env::temp_dir().join(&ns.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("env.yaml");
+    std::fs::write(
+        &good,
+        "spec:\n  containers:\n  - name: redis\n    env: [{name: MAXMEMORY, value: 200mb}]\n",
+    )
+    .unwrap();
+    let r = ns
+        .plugin(&[
+            "canary",
+            "redis",
+            "--patch",
+            good.to_str().unwrap(),
+            "--yes",
+        ])
+        .await;
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains(
+            "container redis: env (unset) → [{\"name\":\"MAXMEMORY\",\"value\":\"200mb\"}]"
+        ),
+        "{}",
+        r.stdout
+    );
+    let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
+    let c = &sts.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some("redis:7.2-alpine"),
+        "strategic merge keeps the other fields"
+    );
+    assert_eq!(c.env.as_ref().unwrap()[0].name, "MAXMEMORY");
+
+    let rv = ns.sts("redis").await.resource_version();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "spec:\n  containers: 7\n").unwrap();
+    let r = ns
+        .plugin(&["canary", "redis", "--patch", bad.to_str().unwrap(), "--yes"])
+        .await;
+    r.expect_code(2).expect_one_error_line("was rejected");
+    let missing = ns
+        .plugin(&["canary", "redis", "--patch", "/nonexistent.yaml", "--yes"])
+        .await;
+    missing
+        .expect_code(2)
+        .expect_one_error_line("--patch \"/nonexistent.yaml\"");
+    assert_eq!(ns.sts("redis").await.resource_version(), rv);
+    let _ = std::fs::remove_dir_all(dir);
+}
