@@ -83,6 +83,14 @@ build() {
   log "cached in $BIN_DIR"
 }
 
+# Tests and the demo drive the cluster with kubectl too; Debian ships one (1.20).
+ensure_kubectl() {
+  command -v kubectl >/dev/null 2>&1 && return 0
+  log "kubectl not found: installing Debian's kubernetes-client"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+}
+
 install_packages
+ensure_kubectl
 build
 echo "$BIN_DIR"
