@@ -380,6 +380,10 @@ impl Run<'_> {
                     ),
                 };
             }
+            if self.ctx.stderr_tty {
+                // Tick the soak countdown on a terminal.
+                wake = wake.map(|w| w.min(Duration::from_secs(1)));
+            }
             let until = wake
                 .map(|w| (Instant::now() + w).min(deadline))
                 .unwrap_or(deadline);
