@@ -93,6 +93,32 @@ pub fn selector_labels(sts: &StatefulSet) -> BTreeMap<String, String> {
     sts.spec.selector.match_labels.clone().unwrap_or_default()
 }
 
+/// Labels of the pod template (what Services and PDBs must select).
+pub fn template_labels(sts: &StatefulSet) -> BTreeMap<String, String> {
+    sts.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+/// The PodDisruptionBudgets whose selector covers this StatefulSet's pods.
+pub fn pdbs_over<'a>(
+    sts: &StatefulSet,
+    pdbs: &'a [k8s_openapi::api::policy::v1::PodDisruptionBudget],
+) -> Vec<&'a k8s_openapi::api::policy::v1::PodDisruptionBudget> {
+    let labels = template_labels(sts);
+    pdbs.iter()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|s| selector_matches(s, &labels))
+        })
+        .collect()
+}
+
 pub fn current_revision(sts: &StatefulSet) -> Option<&str> {
     sts.status.as_ref()?.current_revision.as_deref()
 }

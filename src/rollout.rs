@@ -75,18 +75,11 @@ pub fn freeze_patch(
 
 /// Warnings for PodDisruptionBudgets over these pods that allow no disruption now.
 pub async fn pdb_warnings(ctx: &Ctx, sts: &StatefulSet) -> Vec<String> {
-    let labels = sts
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
     let Ok(pdbs) = ctx.list_pdbs().await else {
         return vec![];
     };
-    pdbs.iter()
-        .filter(|p| p.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| model::selector_matches(s, &labels)))
+    model::pdbs_over(sts, &pdbs)
+        .into_iter()
         .filter(|p| p.status.as_ref().is_some_and(|s| s.disruptions_allowed == Some(0)))
         .map(|p| {
             format!(

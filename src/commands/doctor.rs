@@ -144,13 +144,7 @@ fn check_service(sts: &StatefulSet, inp: &Inputs, out: &mut Vec<Finding>) {
             "recreate the Service with clusterIP: None (the field is immutable)".into(),
         ));
     }
-    let template_labels = sts
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let template_labels = model::template_labels(sts);
     let selector = spec.selector.unwrap_or_default();
     if !selects(&selector, &template_labels) {
         out.push(finding(
@@ -586,20 +580,8 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
 }
 
 fn check_pdb_and_resources(sts: &StatefulSet, inp: &Inputs, out: &mut Vec<Finding>) {
-    let labels = sts
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let covered = inp.pdbs.iter().any(|pdb| {
-        pdb.spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .is_some_and(|sel| model::selector_matches(sel, &labels))
-    });
-    if !covered && model::replicas(sts) > 1 {
+    let labels = model::template_labels(sts);
+    if model::pdbs_over(sts, &inp.pdbs).is_empty() && model::replicas(sts) > 1 {
         out.push(finding(
             Severity::Warn,
             "no-pdb",

@@ -33,13 +33,6 @@ async fn check_pdbs(ctx: &Ctx, sts: &StatefulSet, to: i32, step: i32) -> Result<
     if to >= from {
         return Ok(());
     }
-    let labels = sts
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
     let resolve = |v: &IntOrString, total: i32| match v {
         IntOrString::Int(i) => *i,
         IntOrString::String(s) => {
@@ -47,17 +40,11 @@ async fn check_pdbs(ctx: &Ctx, sts: &StatefulSet, to: i32, step: i32) -> Result<
             (pct * total + 99) / 100
         }
     };
-    for pdb in ctx.list_pdbs().await? {
+    let pdbs = ctx.list_pdbs().await?;
+    for pdb in model::pdbs_over(sts, &pdbs) {
         let Some(spec) = pdb.spec.as_ref() else {
             continue;
         };
-        if !spec
-            .selector
-            .as_ref()
-            .is_some_and(|s| model::selector_matches(s, &labels))
-        {
-            continue;
-        }
         if let Some(min) = &spec.min_available {
             let need = resolve(min, from);
             if to < need {
