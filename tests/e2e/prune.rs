@@ -4,8 +4,8 @@
 //! StatefulSet, --dry-run and -A.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, Stdio};
+use std::io::Read;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::ResourceExt;
 
-use crate::support::{kubeconfig, Run, TestNs, PLUGIN};
+use crate::support::{kubeconfig, Pty, Run, TestNs, PLUGIN};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -66,8 +66,8 @@ fn uids(pvcs: &[PersistentVolumeClaim]) -> BTreeMap<String, String> {
 // ---- the audit log: what the plugin asked the API server -----------------------------------
 
 /// Requests in the audit log (scripts/audit-policy.yaml) received in [from, to] from a
-/// client without a user agent (the plugin's kube client; the controllers, the simulator
-/// and kubectl all send one) about objects in `namespace`: (verb, resource, requestURI).
+/// by the plugin (user agent `kubectl-sts-safe/…`) about objects in `namespace`:
+/// (verb, resource, requestURI).
 fn audited(namespace: &str, from: Timestamp, to: Timestamp) -> Vec<(String, String, String)> {
     let path = kubeconfig()
         .parent()
@@ -76,7 +76,12 @@ fn audited(namespace: &str, from: Timestamp, to: Timestamp) -> Vec<(String, Stri
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["stage"] == "ResponseComplete" && e.get("userAgent").is_none_or(|u| u == ""))
+        .filter(|e| {
+            e["stage"] == "ResponseComplete"
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+        })
         .filter(|e| e["objectRef"]["namespace"] == namespace)
         .filter(|e| {
             let t: Option<Timestamp> = e["requestReceivedTimestamp"]
@@ -95,109 +100,13 @@ fn audited(namespace: &str, from: Timestamp, to: Timestamp) -> Vec<(String, Stri
         .collect()
 }
 
-// ---- a pseudo-terminal, so that the plugin prompts ---------------------------------------
-
-/// The plugin on a pseudo-terminal (util-linux `script`): stdin, stdout and stderr are a
-/// terminal, so it asks its questions; the test reads the screen and types answers.
-struct Pty {
-    child: Child,
-    stdin: ChildStdin,
-    screen: Arc<Mutex<String>>,
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-impl Pty {
-    fn spawn(ns: &TestNs, args: &[&str]) -> Pty {
-        let mut argv: Vec<String> = vec![PLUGIN.into()];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        argv.extend([
-            "-n".into(),
-            ns.name.clone(),
-            "--context".into(),
-            "sts-safe-admin".into(),
-        ]);
-        let line = argv
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut child = std::process::Command::new("script")
-            .args(["-qfec", &line, "/dev/null"])
-            .env("KUBECONFIG", kubeconfig())
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("`script` (util-linux) on PATH");
-        let stdin = child.stdin.take().expect("stdin");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let screen = Arc::new(Mutex::new(String::new()));
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Pty {
-            child,
-            stdin,
-            screen,
-        }
-    }
-
-    fn screen(&self) -> String {
-        self.screen.lock().unwrap().replace('\r', "")
-    }
-
-    async fn wait_for(&self, needle: &str) {
-        let start = Instant::now();
-        while !self.screen().contains(needle) {
-            assert!(
-                start.elapsed() < WAIT,
-                "{needle:?} never appeared; screen:\n{}",
-                self.screen()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn type_keys(&mut self, keys: &str) {
-        self.stdin
-            .write_all(keys.as_bytes())
-            .expect("write to the terminal");
-        self.stdin.flush().expect("flush");
-    }
-
-    async fn finish(mut self) -> Run {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            if start.elapsed() > WAIT {
-                let _ = self.child.kill();
-                panic!("the plugin did not exit; screen:\n{}", self.screen());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        // Let the reader drain what is left.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: self.screen(),
-            stderr: String::new(),
-        }
+/// The terminal session's exit code and screen (stdout and stderr together).
+async fn finished(pty: Pty) -> Run {
+    let (code, screen) = pty.wait().await;
+    Run {
+        code,
+        stdout: screen.replace('\r', ""),
+        stderr: String::new(),
     }
 }
 
@@ -465,6 +374,18 @@ fn pvc_yaml(name: &str, labels: &str) -> String {
     )
 }
 
+/// Waits until every PVC of the namespace is Bound: the PV controller's last write, so
+/// that the plan's resourceVersions stay valid.
+async fn wait_all_bound(ns: &TestNs) {
+    ns.eventually(WAIT, "every PVC Bound", || async {
+        let pvcs = ns.pvcs().await;
+        pvcs.iter()
+            .all(|p| sts_safe::model::pvc_phase(p) == "Bound")
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn look_alike_names_are_never_cross_attributed() {
     let ns = TestNs::new("prune-names").await;
@@ -481,6 +402,7 @@ async fn look_alike_names_are_never_cross_attributed() {
     for s in ["web", "web-1", "db3"] {
         ns.wait_ready(s, WAIT).await;
     }
+    wait_all_bound(&ns).await;
     let live = [
         "data-web-0",
         "data-web-1",
@@ -538,12 +460,12 @@ async fn a_scale_up_between_the_prompt_and_the_answer_keeps_that_pvc() {
     let ns = redis_scaled("prune-race", 5, 2).await;
     let before = uids(&ns.pvcs().await);
     let mut pty = Pty::spawn(&ns, &["prune-pvcs", "redis"]);
-    pty.wait_for("Delete 3 PVC(s), 30Gi in total").await;
+    pty.expect("Delete 3 PVC(s), 30Gi in total", WAIT).await;
     // The plan is made; scale up before answering.
     ns.kubectl(&["scale", "statefulset", "redis", "--replicas=3"])
         .expect_code(0);
-    pty.type_keys("y");
-    let run = pty.finish().await;
+    pty.send("y").await;
+    let run = finished(pty).await;
     run.expect_code(3);
     let out = &run.stdout;
     assert!(out.contains("deleted redis-data-redis-4"), "{out}");
@@ -681,10 +603,10 @@ async fn claims_of_a_deleted_statefulset_need_include_deleted_and_their_own_conf
 
     // Through a terminal: the group has its own question; "no" keeps it.
     let mut pty = Pty::spawn(&ns, &["prune-pvcs", "--include-deleted"]);
-    pty.wait_for("Delete 2 \"StatefulSet gone\" PVC(s), 20Gi in total")
+    pty.expect("Delete 2 \"StatefulSet gone\" PVC(s), 20Gi in total", WAIT)
         .await;
-    pty.type_keys("n");
-    let declined = pty.finish().await;
+    pty.send("n").await;
+    let declined = finished(pty).await;
     declined.expect_code(3);
     assert!(
         declined
@@ -747,6 +669,7 @@ spec:
     }
     for ns in &spaces {
         ns.wait_ready("db", WAIT).await;
+        wait_all_bound(ns).await;
     }
     let selector = format!("prune-test={tag}");
     let first = &spaces[0];
@@ -798,7 +721,9 @@ spec:
             .lines()
             .nth(1)
             .unwrap_or_default()
-            .starts_with("NAMESPACE  PVC"),
+            .split_whitespace()
+            .take(2)
+            .eq(["NAMESPACE", "PVC"]),
         "{}",
         text.stdout
     );
@@ -837,4 +762,154 @@ async fn older_than_keeps_young_pvcs() {
     assert!(report["results"].as_array().unwrap().is_empty(), "{report}");
     assert_eq!(report["plan"]["skipped"][0]["code"], "too-young");
     assert_eq!(ns.pvc_names().await, redis_pvcs(0..2));
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_between_deletions() {
+    let ns = TestNs::new("prune-ctrlc").await;
+    ns.ready_redis(1).await;
+    // Many left-over claims of a class nothing provisions: deletions take a while.
+    let count = 120;
+    let yaml: String = (10..10 + count)
+        .map(|o| {
+            format!(
+                "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: redis-data-redis-{o}, labels: {{app: redis}}}}\n\
+                 spec: {{accessModes: [ReadWriteOnce], storageClassName: sim-unprovisioned, resources: {{requests: {{storage: 1Gi}}}}}}\n"
+            )
+        })
+        .collect();
+    ns.apply(&yaml).await;
+    // The PV controller's last write to an unprovisioned claim is this annotation.
+    ns.eventually(WAIT, "every claim seen by the PV controller", || async {
+        let pvcs = ns.pvcs().await;
+        pvcs.iter()
+            .all(|p| {
+                p.annotations()
+                    .contains_key("volume.beta.kubernetes.io/storage-provisioner")
+                    || sts_safe::model::pvc_phase(p) == "Bound"
+            })
+            .then_some(())
+    })
+    .await;
+
+    let mut child = std::process::Command::new(PLUGIN)
+        .args([
+            "prune-pvcs",
+            "--yes",
+            "-n",
+            &ns.name,
+            "--context",
+            "sts-safe-admin",
+        ])
+        .env("KUBECONFIG", kubeconfig())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run plugin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let screen = Arc::new(Mutex::new(String::new()));
+    let sink = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let start = Instant::now();
+    while !screen.lock().unwrap().contains("deleted redis-data-redis-") {
+        assert!(
+            start.elapsed() < WAIT,
+            "no deletion started: {}",
+            screen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let status = child.wait().expect("wait");
+    reader.join().expect("reader");
+    let out = screen.lock().unwrap().clone();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "stdout:\n{out}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted: stopped by Ctrl-C after deleting"),
+        "{stderr}"
+    );
+    let deleted = out.lines().filter(|l| l.starts_with("deleted ")).count();
+    let not_attempted = out
+        .lines()
+        .filter(|l| l.ends_with("not attempted: interrupted"))
+        .count();
+    assert!(deleted >= 1 && not_attempted >= 1, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("deleted ")
+                || l.starts_with("skipped ")
+                || l.starts_with("not deleted "))
+            .count(),
+        count as usize,
+        "every planned PVC is reported: {out}"
+    );
+    // Exactly the reported deletions happened: redis-data-redis-0 and the rest stay.
+    let want = count as usize + 1 - deleted;
+    ns.eventually(WAIT, &format!("{want} PVCs left"), || async {
+        (ns.pvcs().await.len() == want).then_some(())
+    })
+    .await;
+    assert!(ns
+        .pvc_names()
+        .await
+        .contains(&"redis-data-redis-0".to_string()));
+}
+
+#[tokio::test]
+async fn a_namespaced_identity_sees_unknown_reclaim_policies_and_can_prune() {
+    let ns = redis_scaled("prune-limited", 2, 1).await;
+    // deploy/rbac.yaml bound in this namespace only: PersistentVolumes (cluster-scoped)
+    // stay unreadable.
+    ns.grant_limited_user().await;
+    let plan = ns
+        .plugin_as(
+            "sts-safe-limited",
+            &["prune-pvcs", "--dry-run", "-o", "json"],
+        )
+        .await;
+    plan.expect_code(0);
+    let plan = plan.json();
+    assert_eq!(names(&plan["pvcs"]), redis_pvcs([1]));
+    assert_eq!(plan["pvcs"][0]["reclaimPolicy"], "unknown");
+    assert_eq!(
+        plan["pvcs"][0]["consequence"],
+        "unknown: PersistentVolumes may not be listed"
+    );
+    let run = ns
+        .plugin_as("sts-safe-limited", &["prune-pvcs", "redis", "--yes"])
+        .await;
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("deleted redis-data-redis-1"),
+        "{}",
+        run.stdout
+    );
+    wait_pvcs(&ns, &redis_pvcs([0])).await;
 }
