@@ -106,7 +106,7 @@ pub enum Command {
     /// Find and delete the PVCs that StatefulSet scale-down truly orphaned
     #[command(
         name = "prune-pvcs",
-        after_help = "Examples:\n  kubectl sts-safe prune-pvcs redis\n  kubectl sts-safe prune-pvcs -A --dry-run -o json\n  kubectl sts-safe prune-pvcs --older-than 7d --yes"
+        after_help = "Examples:\n  kubectl sts-safe prune-pvcs redis\n  kubectl sts-safe prune-pvcs -A --dry-run -o json\n  kubectl sts-safe prune-pvcs --older-than 7d --yes\n\nA PVC is proposed only when its name is <template>-<statefulset>-<ordinal>, the ordinal is outside\nthe live range, no pod mounts it and it is not being deleted. Each one is re-checked just before\nits delete, which carries the plan's uid and resourceVersion as preconditions.\n--dry-run=server re-checks and validates every delete on the server without asking.\nExit codes: 0 all planned PVCs deleted (or nothing to prune), 3 something was skipped for safety, 130 interrupted."
     )]
     PrunePvcs(PruneArgs),
     /// Print a shell completion script
@@ -216,12 +216,12 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Only this StatefulSet's PVCs
+    /// Only this StatefulSet's PVCs (with --include-deleted: a deleted StatefulSet's PVCs)
     pub name: Option<String>,
     /// Look in every namespace
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// Also list PVCs of StatefulSets that no longer exist (deleted only when that group is confirmed)
+    /// Also list PVCs of StatefulSets that no longer exist: a separate group with its own confirmation (--yes confirms it too)
     #[arg(long)]
     pub include_deleted: bool,
     /// Also consider StatefulSets scaled to 0 (their PVCs are otherwise never proposed)
