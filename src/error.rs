@@ -36,7 +36,7 @@ pub enum Error {
     #[error("namespace \"{namespace}\" not found (context \"{context}\")")]
     NamespaceNotFound { namespace: String, context: String },
 
-    #[error("forbidden: user \"{user}\" cannot {verb} {resource} in namespace \"{namespace}\" (context \"{context}\"): grant it with a Role such as deploy/rbac.yaml")]
+    #[error("forbidden: user \"{user}\" cannot {verb} {resource} {} (context \"{context}\"): grant it with a Role such as deploy/rbac.yaml", scope(.namespace))]
     Forbidden {
         user: String,
         verb: String,
@@ -184,19 +184,25 @@ impl Target {
     }
 }
 
+/// `in namespace "x"`, or `across all namespaces` for cluster-wide requests.
+pub fn scope(namespace: &str) -> String {
+    if namespace.is_empty() || namespace == "(all namespaces)" {
+        "across all namespaces".into()
+    } else {
+        format!("in namespace \"{namespace}\"")
+    }
+}
+
 fn describe(req: &Request<'_>) -> String {
     match req.name {
         Some(n) => format!(
-            "{} {} \"{}\" in namespace \"{}\"",
+            "{} {} \"{}\" {}",
             req.verb,
             singular(req.resource),
             n,
-            req.namespace
+            scope(req.namespace)
         ),
-        None => format!(
-            "{} {} in namespace \"{}\"",
-            req.verb, req.resource, req.namespace
-        ),
+        None => format!("{} {} {}", req.verb, req.resource, scope(req.namespace)),
     }
 }
 
