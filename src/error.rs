@@ -81,11 +81,16 @@ pub enum Error {
 
     #[error("{0}")]
     Io(String),
+
+    /// A run that stopped half-way on an error, with the command that continues it.
+    #[error("{cause}; {next}")]
+    Aborted { cause: Box<Error>, next: String },
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Aborted { cause, .. } => cause.exit_code(),
             Error::Usage(_) => exit::USAGE,
             Error::Conflict { .. }
             | Error::Stopped(_)
@@ -98,6 +103,22 @@ impl Error {
 
     pub fn stopped(msg: impl fmt::Display) -> Self {
         Error::Stopped(msg.to_string())
+    }
+
+    /// Adds the command that continues an interrupted run, unless the message
+    /// already tells the operator what to do next.
+    pub fn with_next_step(self, next: impl Into<String>) -> Self {
+        match self {
+            e @ (Error::Usage(_)
+            | Error::Declined(_)
+            | Error::Interrupted(_)
+            | Error::Stopped(_)
+            | Error::Aborted { .. }) => e,
+            cause => Error::Aborted {
+                cause: Box::new(cause),
+                next: next.into(),
+            },
+        }
     }
 
     pub fn usage(msg: impl fmt::Display) -> Self {

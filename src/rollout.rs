@@ -55,6 +55,11 @@ pub fn merge_diff(old: &Value, new: &Value) -> Value {
     }
 }
 
+/// Two templates are the same change when their JSON forms are equal.
+pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+}
+
 /// One write that sets the new template and freezes the partition, guarded by `rv`.
 pub fn freeze_patch(
     rv: &str,
@@ -439,6 +444,7 @@ pub async fn execute(
             run.generation,
             run.tracker.statefulset(),
             false,
+            |s| model::partition(s) == freeze && same_template(&s.spec.template, t),
             |rv| freeze_patch(rv, t, freeze, &sts),
         )
         .await?;
@@ -519,9 +525,15 @@ pub async fn execute(
         let step_started = Instant::now();
         let latest = run.tracker.statefulset();
         let partition = step.partition;
-        let patched = guarded_patch(ctx, &name, run.generation, latest, false, |rv| {
-            partition_patch(rv, partition)
-        })
+        let patched = guarded_patch(
+            ctx,
+            &name,
+            run.generation,
+            latest,
+            false,
+            |s| model::partition(s) == partition,
+            |rv| partition_patch(rv, partition),
+        )
         .await;
         match patched {
             Ok(s) => run.generation = s.metadata.generation.unwrap_or(0),

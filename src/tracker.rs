@@ -233,37 +233,51 @@ impl Tracker {
     }
 }
 
+/// How long a guarded write keeps retrying while the API server cannot be reached
+/// (e.g. restarting). Retrying is safe: every attempt carries a resourceVersion.
+const UNREACHABLE_RETRY: Duration = Duration::from_secs(30);
+
 /// Patches the StatefulSet only if its spec is still the one this run last saw:
 /// `expected_generation` must match, and the write carries the resourceVersion it
 /// was computed from. Status-only updates in between are retried; a spec change by
-/// anyone else stops the operation.
+/// anyone else stops the operation. `applied` recognises our own write when only its
+/// response was lost (connection dropped after the server committed it).
 pub async fn guarded_patch(
     ctx: &Ctx,
     name: &str,
     expected_generation: i64,
     latest: Option<StatefulSet>,
     dry_run: bool,
+    applied: impl Fn(&StatefulSet) -> bool,
     make_patch: impl Fn(&str) -> kube::api::Patch<serde_json::Value>,
 ) -> Result<StatefulSet> {
     let api = ctx.api::<StatefulSet>();
-    let mut current = match latest {
-        Some(s) => s,
-        None => api
-            .get(name)
-            .await
-            .map_err(|e| ctx.err("get", "statefulsets", Some(name), e))?,
-    };
-    for _ in 0..5 {
-        let generation = current.metadata.generation.unwrap_or(0);
+    let give_up = Instant::now() + UNREACHABLE_RETRY;
+    let mut backoff = Duration::from_millis(200);
+    let mut sent = false;
+    let mut current = latest;
+    let mut conflicts = 0;
+    loop {
+        let cur = match current.take() {
+            Some(s) => s,
+            None => match api.get(name).await {
+                Ok(s) => s,
+                Err(e) if transient(&e) && Instant::now() < give_up => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(e) => return Err(ctx.err("get", "statefulsets", Some(name), e)),
+            },
+        };
+        let generation = cur.metadata.generation.unwrap_or(0);
         if generation < expected_generation {
-            // A cached copy older than our own last write: read the real one.
-            current = api
-                .get(name)
-                .await
-                .map_err(|e| ctx.err("get", "statefulsets", Some(name), e))?;
-            continue;
+            continue; // a cached copy older than our own last write: read the real one
         }
         if generation != expected_generation {
+            if sent && !dry_run && generation == expected_generation + 1 && applied(&cur) {
+                return Ok(cur); // our write went through; only its answer was lost
+            }
             return Err(Error::Conflict {
                 object: format!("statefulset \"{name}\""),
                 detail: format!(
@@ -271,27 +285,41 @@ pub async fn guarded_patch(
                 ),
             });
         }
-        let rv = current.resource_version().unwrap_or_default();
+        let rv = cur.resource_version().unwrap_or_default();
         let pp = kube::api::PatchParams {
             dry_run,
             ..Default::default()
         };
+        sent = true;
         match api.patch(name, &pp, &make_patch(&rv)).await {
             Ok(s) => return Ok(s),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(kube::Error::Api(s)) if s.code == 409 && conflicts < 5 => {
+                conflicts += 1;
                 tracing::debug!("resourceVersion {rv} of statefulset {name} is stale; re-reading");
-                current = api
-                    .get(name)
-                    .await
-                    .map_err(|e| ctx.err("get", "statefulsets", Some(name), e))?;
+            }
+            Err(e) if transient(&e) && Instant::now() < give_up => {
+                tracing::debug!("patch of statefulset {name} failed ({e}); retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Err(Error::Conflict {
+                    object: format!("statefulset \"{name}\""),
+                    detail: "it kept changing while the patch was retried".into(),
+                })
             }
             Err(e) => return Err(ctx.err("patch", "statefulsets", Some(name), e)),
         }
     }
-    Err(Error::Conflict {
-        object: format!("statefulset \"{name}\""),
-        detail: "it kept changing while the patch was retried".into(),
-    })
+}
+
+/// Errors worth retrying: no connection, or the server briefly unavailable.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
 }
 
 /// A JSON merge patch that sets the partition, carrying the resourceVersion precondition.

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model;
 use crate::plan::rollout::{self, CanaryPlan, Gates};
 use crate::plan::{gate, steps};
-use crate::rollout::{self as run_rollout, Options};
+use crate::rollout::{self as run_rollout, same_template, Options};
 use crate::ui;
 
 /// The new template asked for by --image or --patch (None with --resume).
@@ -61,10 +61,6 @@ async fn requested_template(
             other => other,
         })?;
     Ok(Some(merged.spec.template))
-}
-
-fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
 }
 
 pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
@@ -201,9 +197,15 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     if dry_run == DryRun::Server {
         if let Some(t) = &new_template {
             let gen = sts.metadata.generation.unwrap_or(0);
-            crate::tracker::guarded_patch(ctx, &name, gen, Some(sts.clone()), true, |rv| {
-                run_rollout::freeze_patch(rv, t, freeze, &sts)
-            })
+            crate::tracker::guarded_patch(
+                ctx,
+                &name,
+                gen,
+                Some(sts.clone()),
+                true,
+                |_| false,
+                |rv| run_rollout::freeze_patch(rv, t, freeze, &sts),
+            )
             .await?;
         }
         ui::note("server dry run: the API server accepted the change (nothing was written)");
@@ -226,5 +228,11 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         on_failure: args.on_failure,
         yes: args.mutate.yes,
     };
-    run_rollout::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts).await
+    let next = format!(
+        "nothing else was written; see `kubectl sts-safe status {name} -n {ns}`, then continue with `kubectl sts-safe canary {name} -n {ns} --resume` or undo with `kubectl sts-safe rollback {name} -n {ns}`",
+        ns = ctx.namespace
+    );
+    run_rollout::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts)
+        .await
+        .map_err(|e| e.with_next_step(next))
 }

@@ -80,9 +80,18 @@ async fn execute(
     let mut interrupt = Interrupt::install();
     let mut tracker = Tracker::start(ctx, &sts).await?;
     let gen = sts.metadata.generation.unwrap_or(0);
-    let patched = guarded_patch(ctx, &name, gen, tracker.statefulset(), false, |rv| {
-        freeze_patch(rv, template, 0, &sts)
-    })
+    let restored = |s: &StatefulSet| {
+        model::partition(s) == 0 && crate::rollout::same_template(&s.spec.template, template)
+    };
+    let patched = guarded_patch(
+        ctx,
+        &name,
+        gen,
+        tracker.statefulset(),
+        false,
+        restored,
+        |rv| freeze_patch(rv, template, 0, &sts),
+    )
     .await?;
     let gen = patched.metadata.generation.unwrap_or(0);
     ui::note(format!(
@@ -216,9 +225,15 @@ pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<i32> {
         DryRun::Client => return Ok(0),
         DryRun::Server => {
             let gen = sts.metadata.generation.unwrap_or(0);
-            guarded_patch(ctx, &args.name, gen, Some(sts.clone()), true, |rv| {
-                freeze_patch(rv, &template, 0, &sts)
-            })
+            guarded_patch(
+                ctx,
+                &args.name,
+                gen,
+                Some(sts.clone()),
+                true,
+                |_| false,
+                |rv| freeze_patch(rv, &template, 0, &sts),
+            )
             .await?;
             ui::note("server dry run: the API server accepted the rollback (nothing was written)");
             return Ok(0);

@@ -155,9 +155,15 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
         DryRun::Server => {
             let gen = sts.metadata.generation.unwrap_or(0);
             let first = plan.steps.first().copied().unwrap_or(to);
-            guarded_patch(ctx, &name, gen, Some(sts.clone()), true, |rv| {
-                replicas_patch(rv, first)
-            })
+            guarded_patch(
+                ctx,
+                &name,
+                gen,
+                Some(sts.clone()),
+                true,
+                |_| false,
+                |rv| replicas_patch(rv, first),
+            )
             .await?;
             ui::note("server dry run: the API server accepted the change (nothing was written)");
             return Ok(0);
@@ -170,7 +176,13 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
     } else {
         ui::confirm(ctx, args.mutate.yes, &question)?;
     }
-    execute(ctx, sts, &plan, args).await
+    let next = format!(
+        "re-run `kubectl sts-safe scale {name} -n {} --replicas {to}` to continue from the current replicas",
+        ctx.namespace
+    );
+    execute(ctx, sts, &plan, args)
+        .await
+        .map_err(|e| e.with_next_step(next))
 }
 
 async fn execute(ctx: &Ctx, sts: StatefulSet, plan: &ScalePlan, args: &ScaleArgs) -> Result<i32> {
@@ -189,9 +201,15 @@ async fn execute(ctx: &Ctx, sts: StatefulSet, plan: &ScalePlan, args: &ScaleArgs
                 ctx.namespace, plan.to
             )));
         }
-        let s = guarded_patch(ctx, &name, gen, tracker.statefulset(), false, |rv| {
-            replicas_patch(rv, target)
-        })
+        let s = guarded_patch(
+            ctx,
+            &name,
+            gen,
+            tracker.statefulset(),
+            false,
+            |s| s.spec.replicas == Some(target),
+            |rv| replicas_patch(rv, target),
+        )
         .await?;
         gen = s.metadata.generation.unwrap_or(0);
         progress.println(format!(
@@ -286,7 +304,7 @@ async fn execute(ctx: &Ctx, sts: StatefulSet, plan: &ScalePlan, args: &ScaleArgs
             Err(WaitEnd::Timeout) => {
                 let cause = stuck_cause(ctx, &tracker, &name, &changing).await;
                 // Leave replicas at the last healthy count.
-                let s = guarded_patch(ctx, &name, gen, tracker.statefulset(), false, |rv| replicas_patch(rv, healthy)).await?;
+                let s = guarded_patch(ctx, &name, gen, tracker.statefulset(), false, |s| s.spec.replicas == Some(healthy), |rv| replicas_patch(rv, healthy)).await?;
                 let _ = s;
                 return Err(Error::stopped(format!(
                     "scale of statefulset \"{name}\" stopped: step to {target} replicas did not become healthy within {}s: {cause}; replicas set back to {healthy}",
