@@ -254,7 +254,8 @@ pub async fn guarded_patch(
     let api = ctx.api::<StatefulSet>();
     let give_up = Instant::now() + UNREACHABLE_RETRY;
     let mut backoff = Duration::from_millis(200);
-    let mut sent = false;
+    // Set only while the last write's fate is unknown (sent, no answer).
+    let mut unanswered = false;
     let mut current = latest;
     let mut conflicts = 0;
     loop {
@@ -275,7 +276,7 @@ pub async fn guarded_patch(
             continue; // a cached copy older than our own last write: read the real one
         }
         if generation != expected_generation {
-            if sent && !dry_run && generation == expected_generation + 1 && applied(&cur) {
+            if unanswered && !dry_run && generation == expected_generation + 1 && applied(&cur) {
                 return Ok(cur); // our write went through; only its answer was lost
             }
             return Err(Error::Conflict {
@@ -290,14 +291,17 @@ pub async fn guarded_patch(
             dry_run,
             ..Default::default()
         };
-        sent = true;
         match api.patch(name, &pp, &make_patch(&rv)).await {
             Ok(s) => return Ok(s),
             Err(kube::Error::Api(s)) if s.code == 409 && conflicts < 5 => {
+                // Definitely not applied: a later generation is someone else's.
+                unanswered = false;
                 conflicts += 1;
                 tracing::debug!("resourceVersion {rv} of statefulset {name} is stale; re-reading");
             }
             Err(e) if transient(&e) && Instant::now() < give_up => {
+                // A 5xx is an answer too, but after a connection error we cannot know.
+                unanswered = !matches!(e, kube::Error::Api(_));
                 tracing::debug!("patch of statefulset {name} failed ({e}); retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -679,3 +679,48 @@ async fn patch_file_rolls_out_any_template_change() {
     assert_eq!(ns.sts("redis").await.resource_version(), rv);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn two_concurrent_resumers_one_stops_on_the_conflict() {
+    let ns = TestNs::new("canary-two").await;
+    ns.ready_redis(3).await;
+    // A rollout left pending after its first step.
+    ns.patch_sts(
+        "redis",
+        serde_json::json!({"spec": {
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+            "template": {"spec": {"containers": [{"name": "redis", "image": "redis:7.4-alpine"}]}}
+        }}),
+    )
+    .await;
+    ns.eventually(Duration::from_secs(30), "redis-2 updated", || async {
+        let sts = ns.sts("redis").await;
+        let p = ns
+            .api::<k8s_openapi::api::core::v1::Pod>()
+            .get("redis-2")
+            .await
+            .ok()?;
+        (model::rollout_pending(&sts)
+            && model::revision(&p) == model::update_revision(&sts)
+            && model::is_ready(&p))
+        .then_some(())
+    })
+    .await;
+    let args = ["canary", "redis", "--resume", "--soak", "2s", "--yes"];
+    let (a, b) = tokio::join!(
+        ns.plugin_command(&args).output(),
+        ns.plugin_command(&args).output()
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut codes = [a.status.code().unwrap(), b.status.code().unwrap()];
+    codes.sort();
+    let stderr = format!(
+        "{}\n---\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(codes, [0, 3], "one completes, the other stops:\n{stderr}");
+    assert!(stderr.contains("changed by someone else"), "{stderr}");
+    let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
+    assert!(!model::rollout_pending(&sts));
+}
