@@ -111,7 +111,7 @@ pub enum Command {
     PrunePvcs(PruneArgs),
     /// Print a shell completion script
     #[command(
-        after_help = "Examples:\n  source <(kubectl sts-safe completion bash)\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\""
+        after_help = "Examples:\n  source <(kubectl sts-safe completion bash)    # completes the kubectl-sts_safe command\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"\n\nThe scripts complete the plugin's own executable name (kubectl-sts_safe); completion after\n`kubectl sts-safe` depends on kubectl's plugin-completion support."
     )]
     Completion(CompletionArgs),
 }
@@ -193,7 +193,7 @@ pub struct ScaleArgs {
     /// StatefulSet name
     pub name: String,
     /// Desired number of replicas
-    #[arg(long, value_parser = parse_replicas)]
+    #[arg(long, value_parser = parse_replicas, allow_negative_numbers = true)]
     pub replicas: i32,
     /// Pods added or removed per step
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]

@@ -687,10 +687,19 @@ async fn finish_failed(
         StepEnd::Interrupted => {
             report.outcome = "interrupted".into();
             emit_report(run.ctx, report, started)?;
+            let exposed: Vec<i32> = match (&run.tracker.statefulset(), partition) {
+                (Some(s), Some(p)) => model::live_range(s)
+                    .rev()
+                    .filter(|o| o - model::ordinal_start(s) >= p)
+                    .collect(),
+                _ => vec![],
+            };
+            let verified: Vec<i32> = run.passed.iter().rev().copied().collect();
             Err(Error::Interrupted(format!(
-                "stopped at partition {} without lowering it further; pods on the new revision: {}. Resume with: {}",
+                "stopped at partition {} without lowering it further; exposed to the new revision: {} (verified: {}). Resume with: {}",
                 partition.unwrap_or(-1),
-                if run.passed.is_empty() { "none verified".into() } else { names(&run.name, &run.passed.iter().rev().copied().collect::<Vec<_>>()) },
+                if exposed.is_empty() { "none".into() } else { names(&run.name, &exposed) },
+                if verified.is_empty() { "none".into() } else { names(&run.name, &verified) },
                 run.resume_hint()
             )))
         }

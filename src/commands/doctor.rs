@@ -180,11 +180,20 @@ pub fn events_for(events: &[Event], kind: &str, name: &str, limit: usize) -> Vec
                 && e.involved_object.name.as_deref() == Some(name)
         })
         .collect();
+    // Timestamps have one-second precision; the resourceVersion orders writes within it.
     evs.sort_by_key(|e| {
-        e.last_timestamp
+        let at = e
+            .last_timestamp
             .as_ref()
             .map(|t| t.0)
-            .or(e.event_time.as_ref().map(|t| t.0))
+            .or(e.event_time.as_ref().map(|t| t.0));
+        let rv: u64 = e
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (at, rv)
     });
     evs.iter()
         .rev()
@@ -513,13 +522,14 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
     }
     let partition = model::partition(sts);
     let replicas = model::replicas(sts);
-    let start = model::ordinal_start(sts);
-    if partition > start + replicas && partition > 0 {
+    // The partition counts from spec.ordinals.start: ordinals ≥ start + partition update.
+    let first_exposed = model::ordinal_start(sts) + partition;
+    if partition > replicas {
         out.push(finding(
             Severity::Warn,
             "partition-too-high",
             sts_ref(sts),
-            format!("partition {partition} is above the highest ordinal ({}): no pod will ever be updated", start + replicas - 1),
+            format!("partition {partition} is above the replica count ({replicas}): no pod will ever be updated"),
             format!("lower the partition (kubectl sts-safe canary {name} --resume steps it down safely)"),
         ));
     }
@@ -527,7 +537,7 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
     let pending = model::rollout_pending(sts);
     let exposed: Vec<&&Pod> = pods
         .iter()
-        .filter(|p| model::ordinal_of(&name, &p.name_any()).is_some_and(|o| o >= partition))
+        .filter(|p| model::ordinal_of(&name, &p.name_any()).is_some_and(|o| o >= first_exposed))
         .collect();
     if pending {
         let stuck: Vec<(&Pod, String)> = exposed
@@ -557,23 +567,23 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
         let all_exposed_updated = exposed
             .iter()
             .all(|p| model::revision(p) == update && model::is_available(p));
-        if stuck.is_empty() && partition > start && all_exposed_updated && !exposed.is_empty() {
+        if stuck.is_empty() && partition > 0 && all_exposed_updated && !exposed.is_empty() {
             out.push(finding(
                 Severity::Warn,
                 "partition-leftover",
                 sts_ref(sts),
                 format!(
-                    "partition {partition} holds ordinals below it on the old revision while ordinals {partition}+ run the new one: a canary was left half-way"
+                    "partition {partition} holds ordinals below {first_exposed} on the old revision while ordinals {first_exposed}+ run the new one: a canary was left half-way"
                 ),
                 format!("continue with kubectl sts-safe canary {name} --resume, or undo with kubectl sts-safe rollback {name}"),
             ));
         }
-    } else if partition > start && partition <= start + replicas {
+    } else if partition > 0 && partition <= replicas {
         out.push(finding(
             Severity::Info,
             "partition-leftover",
             sts_ref(sts),
-            format!("partition {partition} is set with no rollout pending: the next template change will only reach ordinals {partition}+"),
+            format!("partition {partition} is set with no rollout pending: the next template change will only reach ordinals {first_exposed}+"),
             "set the partition to 0 unless a staged rollout is intended".into(),
         ));
     }

@@ -464,7 +464,7 @@ fn partition_too_high() {
     assert_eq!(f.object, "statefulset/redis");
     assert_eq!(
         f.problem,
-        "partition 5 is above the highest ordinal (2): no pod will ever be updated"
+        "partition 5 is above the replica count (3): no pod will ever be updated"
     );
     assert_mentions(&f.fix, &["kubectl sts-safe canary redis --resume"]);
 }
@@ -477,7 +477,7 @@ fn partition_leftover_with_a_rollout_pending_warns() {
     assert_mentions(
         &f.problem,
         &[
-            "partition 2 holds ordinals below it on the old revision",
+            "partition 2 holds ordinals below 2 on the old revision",
             "half-way",
         ],
     );
@@ -828,5 +828,49 @@ fn render_shows_severity_check_problem_and_fix() {
     assert!(
         text.ends_with("\n1 error(s), 1 warning(s), 1 info in redis\n"),
         "{text}"
+    );
+}
+
+#[test]
+fn partitions_count_from_ordinals_start() {
+    // ordinals.start 5: pods 5, 6, 7; partition 1 exposes ordinals 6 and 7.
+    let f = crate::fixtures::load("doctor/partition-leftover-warn.yaml");
+    let mut inp = inputs(&f);
+    let sts = &mut inp.statefulsets[0];
+    sts.spec.ordinals = Some(serde_json::from_value(serde_json::json!({"start": 5})).unwrap());
+    sts.spec.update_strategy = Some(
+        serde_json::from_value(
+            serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}),
+        )
+        .unwrap(),
+    );
+    let update = model::update_revision(sts).unwrap().to_string();
+    let current = model::current_revision(sts).unwrap().to_string();
+    let template = inp.pods[0].clone();
+    inp.pods = (5..8)
+        .map(|o| {
+            let mut p = template.clone();
+            p.metadata.name = Some(format!("redis-{o}"));
+            let rev = if o >= 6 { &update } else { &current };
+            p.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert("controller-revision-hash".into(), rev.clone());
+            p
+        })
+        .collect();
+    inp.pvcs.clear();
+    let found = diagnose(&inp, Some("redis"), crate::fixtures::now());
+    let leftover: Vec<_> = found
+        .iter()
+        .filter(|f| f.check == "partition-leftover")
+        .collect();
+    assert_eq!(leftover.len(), 1, "{found:#?}");
+    assert_eq!(leftover[0].severity, Severity::Warn);
+    assert_mentions(&leftover[0].problem, &["below 6", "ordinals 6+"]);
+    assert!(
+        !found.iter().any(|f| f.check == "partition-too-high"),
+        "{found:#?}"
     );
 }
