@@ -141,27 +141,27 @@ pub struct CanaryArgs {
     /// Strategic-merge patch for the pod template (YAML or JSON file with the template's fields, e.g. spec.containers)
     #[arg(long, value_name = "FILE")]
     pub patch: Option<PathBuf>,
-    /// Continue a rollout that is already pending (updateRevision differs from currentRevision)
+    /// Continue a rollout that is already pending; gates and steps not given again are those of the run that started it
     #[arg(long, conflicts_with_all = ["images", "patch"])]
     pub resume: bool,
     /// Cumulative step targets: counts or percentages of replicas, e.g. 1,1,50%,100% (default: one pod per step)
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub steps: Option<Vec<String>>,
-    /// Extra time each pod must stay Ready before it passes its gate (added to minReadySeconds)
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    pub soak: Duration,
-    /// How long one step may take before it fails
-    #[arg(long, value_parser = parse_duration, default_value = "5m")]
-    pub step_timeout: Duration,
-    /// Container restarts tolerated per updated pod
-    #[arg(long, default_value_t = 0)]
-    pub max_restarts: i32,
+    /// Extra time each pod must stay Ready before it passes its gate, added to minReadySeconds [default: 0s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub soak: Option<Duration>,
+    /// How long one step may take before it fails [default: 5m]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub step_timeout: Option<Duration>,
+    /// Container restarts tolerated per updated pod [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<i32>,
     /// Command run locally (sh -c) per updated pod; env: POD_NAME POD_ORDINAL NAMESPACE POD_FQDN
     #[arg(long, value_name = "CMD")]
     pub check_cmd: Option<String>,
-    /// What to do when a gate fails
-    #[arg(long, value_enum, default_value_t = OnFailure::Pause)]
-    pub on_failure: OnFailure,
+    /// What to do when a gate fails [default: pause]
+    #[arg(long, value_enum)]
+    pub on_failure: Option<OnFailure>,
     /// Start even though some pods are not Ready
     #[arg(long)]
     pub allow_unready: bool,
@@ -169,7 +169,8 @@ pub struct CanaryArgs {
     pub mutate: MutateArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// Stop where it failed; the partition keeps the remaining pods on the old revision
     Pause,

@@ -28,6 +28,8 @@ pub struct Options {
     pub check_cmd: Option<String>,
     pub on_failure: OnFailure,
     pub yes: bool,
+    /// The run's settings, recorded on the StatefulSet with the freeze so `--resume` keeps them.
+    pub record: String,
 }
 
 /// An RFC 7386 merge patch turning `old` into exactly `new` (removed keys become null).
@@ -61,16 +63,23 @@ pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
 }
 
 /// One write that sets the new template and freezes the partition, guarded by `rv`.
+/// `record`: the run's settings, kept on the StatefulSet for `--resume`, in the same write.
 pub fn freeze_patch(
     rv: &str,
     template: &PodTemplateSpec,
     partition: i32,
     sts: &StatefulSet,
+    record: Option<&str>,
 ) -> Patch<Value> {
     let old = serde_json::to_value(&sts.spec.template).unwrap_or_default();
     let new = serde_json::to_value(template).unwrap_or_default();
+    let mut metadata = serde_json::json!({"resourceVersion": rv});
+    if let Some(r) = record {
+        metadata["annotations"] =
+            serde_json::json!({ crate::plan::rollout::SETTINGS_ANNOTATION: r });
+    }
     Patch::Merge(serde_json::json!({
-        "metadata": {"resourceVersion": rv},
+        "metadata": metadata,
         "spec": {
             "template": merge_diff(&old, &new),
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
@@ -445,7 +454,7 @@ pub async fn execute(
             run.tracker.statefulset(),
             false,
             |s| model::partition(s) == freeze && same_template(&s.spec.template, t),
-            |rv| freeze_patch(rv, t, freeze, &sts),
+            |rv| freeze_patch(rv, t, freeze, &sts, Some(&run.opts.record)),
         )
         .await?;
         run.generation = s.metadata.generation.unwrap_or(0);

@@ -63,21 +63,23 @@ async fn requested_template(
     Ok(Some(merged.spec.template))
 }
 
+fn parse_targets(list: Option<&[String]>) -> Result<Option<Vec<steps::Target>>> {
+    list.map(|v| {
+        v.iter()
+            .map(|s| steps::parse_target(s))
+            .collect::<Result<Vec<_>>>()
+    })
+    .transpose()
+}
+
 pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     if args.images.is_empty() && args.patch.is_none() && !args.resume {
         return Err(Error::usage(
             "say what to roll out: --image [CONTAINER=]IMAGE, --patch FILE, or --resume",
         ));
     }
-    let targets = args
-        .steps
-        .as_ref()
-        .map(|v| {
-            v.iter()
-                .map(|s| steps::parse_target(s))
-                .collect::<Result<Vec<_>>>()
-        })
-        .transpose()?;
+    // Bad --steps are usage errors before anything is read from the cluster.
+    parse_targets(args.steps.as_deref())?;
     let dry_run = args.mutate.dry_run;
     if dry_run == DryRun::None && !args.mutate.yes && !ctx.interactive {
         return Err(Error::Declined(
@@ -117,6 +119,19 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         (Some(_), false) => false,
     };
 
+    let recorded = if resume {
+        rollout::recorded_settings(&sts)
+    } else {
+        None
+    };
+    let rolled_out = new_template.as_ref().unwrap_or(&sts.spec.template);
+    let settings = rollout::RunSettings::resolve(
+        args,
+        recorded.as_ref(),
+        rollout::template_digest(rolled_out),
+    );
+    let targets = parse_targets(settings.steps.as_deref())?;
+    let record = serde_json::to_string(&settings).unwrap_or_default();
     let pods = ctx.statefulset_pods(&sts).await?;
     let replicas = model::replicas(&sts);
     let partition_now = model::partition(&sts);
@@ -142,6 +157,11 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     }
 
     let mut warnings = vec![];
+    match (&recorded, resume) {
+        (Some(_), true) => warnings.push("resuming with the gates and steps of the run that started this rollout (flags given now override them)".into()),
+        (None, true) => warnings.push("no record of how this rollout was started (not by kubectl sts-safe, or edited since): using the gates given now or the defaults".into()),
+        _ => {}
+    }
     let (all_steps, step_warnings) = steps::compute(replicas, start, targets.as_deref());
     warnings.extend(step_warnings);
     if !unready.is_empty() {
@@ -163,7 +183,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         (Some(t), false) => rollout::diff(&sts.spec.template, t),
         _ => vec![],
     };
-    let soak = gate::soak(model::min_ready_seconds(&sts), args.soak);
+    let soak = gate::soak(model::min_ready_seconds(&sts), settings.soak());
     let plan = CanaryPlan {
         api_version: "sts-safe/v1",
         kind: "CanaryPlan",
@@ -179,9 +199,9 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         gates: Gates {
             soak_seconds: soak.as_secs(),
             min_ready_seconds: model::min_ready_seconds(&sts),
-            step_timeout_seconds: args.step_timeout.as_secs(),
-            max_restarts: args.max_restarts,
-            check_cmd: args.check_cmd.clone(),
+            step_timeout_seconds: settings.step_timeout().as_secs(),
+            max_restarts: settings.max_restarts,
+            check_cmd: settings.check_cmd.clone(),
         },
         warnings,
     };
@@ -204,7 +224,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
                 Some(sts.clone()),
                 true,
                 |_| false,
-                |rv| run_rollout::freeze_patch(rv, t, freeze, &sts),
+                |rv| run_rollout::freeze_patch(rv, t, freeze, &sts, Some(&record)),
             )
             .await?;
         }
@@ -222,11 +242,12 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     )?;
     let opts = Options {
         soak,
-        step_timeout: args.step_timeout,
-        max_restarts: args.max_restarts,
-        check_cmd: args.check_cmd.clone(),
-        on_failure: args.on_failure,
+        step_timeout: settings.step_timeout(),
+        max_restarts: settings.max_restarts,
+        check_cmd: settings.check_cmd.clone(),
+        on_failure: settings.on_failure,
         yes: args.mutate.yes,
+        record,
     };
     let next = format!(
         "nothing else was written; see `kubectl sts-safe status {name} -n {ns}`, then continue with `kubectl sts-safe canary {name} -n {ns} --resume` or undo with `kubectl sts-safe rollback {name} -n {ns}`",

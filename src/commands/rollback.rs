@@ -90,7 +90,7 @@ async fn execute(
         tracker.statefulset(),
         false,
         restored,
-        |rv| freeze_patch(rv, template, 0, &sts),
+        |rv| freeze_patch(rv, template, 0, &sts, None),
     )
     .await?;
     let gen = patched.metadata.generation.unwrap_or(0);
@@ -232,7 +232,7 @@ pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<i32> {
                 Some(sts.clone()),
                 true,
                 |_| false,
-                |rv| freeze_patch(rv, &template, 0, &sts),
+                |rv| freeze_patch(rv, &template, 0, &sts, None),
             )
             .await?;
             ui::note("server dry run: the API server accepted the rollback (nothing was written)");

@@ -3,8 +3,11 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
+
+use crate::cli::{CanaryArgs, OnFailure};
 
 use super::steps::Step;
 use crate::error::{Error, Result};
@@ -172,6 +175,93 @@ pub fn diff(old: &PodTemplateSpec, new: &PodTemplateSpec) -> Vec<Change> {
         });
     }
     out
+}
+
+/// Annotation on the StatefulSet recording how the pending canary was started, so
+/// that `--resume` keeps its gates and steps.
+pub const SETTINGS_ANNOTATION: &str = "sts-safe.dev/canary";
+
+/// A run's gates and steps, as given or as recorded by the run that started it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSettings {
+    /// Digest of the template being rolled out: the record belongs to that rollout only.
+    pub template: String,
+    pub steps: Option<Vec<String>>,
+    pub soak_seconds: u64,
+    pub step_timeout_seconds: u64,
+    pub max_restarts: i32,
+    pub check_cmd: Option<String>,
+    pub on_failure: OnFailure,
+}
+
+impl RunSettings {
+    /// Flags given now win; the rest come from `recorded`, else the defaults.
+    pub fn resolve(
+        args: &CanaryArgs,
+        recorded: Option<&RunSettings>,
+        template: String,
+    ) -> RunSettings {
+        RunSettings {
+            template,
+            steps: args
+                .steps
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.steps.clone())),
+            soak_seconds: args
+                .soak
+                .map(|d| d.as_secs())
+                .or(recorded.map(|r| r.soak_seconds))
+                .unwrap_or(0),
+            step_timeout_seconds: args
+                .step_timeout
+                .map(|d| d.as_secs())
+                .or(recorded.map(|r| r.step_timeout_seconds))
+                .unwrap_or(300),
+            max_restarts: args
+                .max_restarts
+                .or(recorded.map(|r| r.max_restarts))
+                .unwrap_or(0),
+            check_cmd: args
+                .check_cmd
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.check_cmd.clone())),
+            on_failure: args
+                .on_failure
+                .or(recorded.map(|r| r.on_failure))
+                .unwrap_or(OnFailure::Pause),
+        }
+    }
+
+    pub fn soak(&self) -> Duration {
+        Duration::from_secs(self.soak_seconds)
+    }
+
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_secs(self.step_timeout_seconds.max(1))
+    }
+}
+
+/// A stable digest of a pod template (FNV-1a over its JSON form).
+pub fn template_digest(t: &PodTemplateSpec) -> String {
+    let json = serde_json::to_string(t).unwrap_or_default();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in json.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The settings recorded for the rollout of the StatefulSet's current template, if any.
+pub fn recorded_settings(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<RunSettings> {
+    let raw = sts
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(SETTINGS_ANNOTATION)?;
+    let s: RunSettings = serde_json::from_str(raw).ok()?;
+    (s.template == template_digest(&sts.spec.template)).then_some(s)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -386,6 +476,88 @@ mod tests {
             .any(|c| c.container.is_none() && c.field == "metadata.annotations"));
         assert_eq!(d.len(), 3);
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn resume_keeps_the_recorded_gates_unless_flags_override() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["kubectl-sts_safe", "canary", "redis", "--resume"];
+            argv.extend_from_slice(extra);
+            match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+                crate::cli::Command::Canary(a) => a,
+                _ => unreachable!(),
+            }
+        };
+        let recorded = RunSettings {
+            template: "t".into(),
+            steps: Some(vec!["1".into(), "50%".into()]),
+            soak_seconds: 30,
+            step_timeout_seconds: 60,
+            max_restarts: 1,
+            check_cmd: Some("redis-cli ping".into()),
+            on_failure: OnFailure::Rollback,
+        };
+        let bare = RunSettings::resolve(&parse(&[]), Some(&recorded), "t".into());
+        assert_eq!(bare, recorded);
+        let over = RunSettings::resolve(
+            &parse(&["--soak", "5s", "--on-failure", "pause"]),
+            Some(&recorded),
+            "t".into(),
+        );
+        assert_eq!(
+            (
+                over.soak_seconds,
+                over.on_failure,
+                over.check_cmd.as_deref()
+            ),
+            (5, OnFailure::Pause, Some("redis-cli ping"))
+        );
+        let fresh = RunSettings::resolve(&parse(&[]), None, "t".into());
+        assert_eq!(
+            (
+                fresh.soak_seconds,
+                fresh.step_timeout_seconds,
+                fresh.max_restarts,
+                fresh.on_failure
+            ),
+            (0, 300, 0, OnFailure::Pause)
+        );
+    }
+
+    #[test]
+    fn recorded_settings_belong_to_one_template() {
+        let mut sts: k8s_openapi::api::apps::v1::StatefulSet = serde_yaml::from_str(
+            "metadata: {name: r}\nspec: {selector: {}, serviceName: r, template: {spec: {containers: [{name: r, image: 'redis:7.4'}]}}}",
+        )
+        .unwrap();
+        let s = RunSettings::resolve(
+            &match <crate::cli::Cli as clap::Parser>::try_parse_from([
+                "k", "canary", "r", "--resume", "--soak", "9s",
+            ])
+            .unwrap()
+            .command
+            {
+                crate::cli::Command::Canary(a) => a,
+                _ => unreachable!(),
+            },
+            None,
+            template_digest(&sts.spec.template),
+        );
+        sts.metadata.annotations = Some(
+            [(
+                SETTINGS_ANNOTATION.to_string(),
+                serde_json::to_string(&s).unwrap(),
+            )]
+            .into(),
+        );
+        assert_eq!(recorded_settings(&sts).map(|r| r.soak_seconds), Some(9));
+        sts.spec.template.spec.as_mut().unwrap().containers[0].image = Some("redis:7.2".into());
+        assert_eq!(
+            recorded_settings(&sts),
+            None,
+            "a different template is a different rollout"
+        );
     }
 
     #[test]

@@ -306,6 +306,18 @@ async fn interrupted_canary_resumes_and_completes() {
         "{}",
         again.stdout
     );
+    assert!(
+        again.stdout.contains("Ready for 3s"),
+        "the re-run keeps the first run's --soak:\n{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains("resuming with the gates and steps of the run that started"),
+        "{}",
+        again.stdout
+    );
     let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
     assert!(!model::rollout_pending(&sts));
     assert_eq!(model::partition(&sts), 0);
