@@ -541,7 +541,7 @@ pub async fn execute(
             latest,
             false,
             |s| model::partition(s) == partition,
-            |rv| partition_patch(rv, partition),
+            |_| partition_patch(&sts, run.generation, partition),
         )
         .await;
         match patched {

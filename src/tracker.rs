@@ -254,7 +254,8 @@ pub async fn guarded_patch(
     let api = ctx.api::<StatefulSet>();
     let give_up = Instant::now() + UNREACHABLE_RETRY;
     let mut backoff = Duration::from_millis(200);
-    // Set only while the last write's fate is unknown (sent, no answer).
+    // Set once an attempt got no answer (connection lost): only then may a newer
+    // generation that looks like our change be taken as ours.
     let mut unanswered = false;
     let mut current = latest;
     let mut conflicts = 0;
@@ -293,15 +294,27 @@ pub async fn guarded_patch(
         };
         match api.patch(name, &pp, &make_patch(&rv)).await {
             Ok(s) => return Ok(s),
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                // A failed generation test answers 422 with no detail: re-read to tell a
+                // concurrent spec change (generation moved) from a genuinely invalid patch.
+                let now = api
+                    .get(name)
+                    .await
+                    .map_err(|e| ctx.err("get", "statefulsets", Some(name), e))?;
+                if now.metadata.generation.unwrap_or(0) == expected_generation {
+                    return Err(ctx.err("patch", "statefulsets", Some(name), kube::Error::Api(s)));
+                }
+                current = Some(now);
+            }
             Err(kube::Error::Api(s)) if s.code == 409 && conflicts < 5 => {
-                // Definitely not applied: a later generation is someone else's.
-                unanswered = false;
+                // This attempt was not applied; an earlier unanswered one may have been,
+                // so `unanswered` keeps its value.
                 conflicts += 1;
                 tracing::debug!("resourceVersion {rv} of statefulset {name} is stale; re-reading");
             }
             Err(e) if transient(&e) && Instant::now() < give_up => {
                 // A 5xx is an answer too, but after a connection error we cannot know.
-                unanswered = !matches!(e, kube::Error::Api(_));
+                unanswered |= !matches!(e, kube::Error::Api(_));
                 tracing::debug!("patch of statefulset {name} failed ({e}); retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -326,10 +339,40 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
-/// A JSON merge patch that sets the partition, carrying the resourceVersion precondition.
-pub fn partition_patch(rv: &str, partition: i32) -> kube::api::Patch<serde_json::Value> {
-    kube::api::Patch::Merge(serde_json::json!({
-        "metadata": {"resourceVersion": rv},
-        "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}}
-    }))
+/// A JSON Patch that applies `ops` only while the StatefulSet's spec is at
+/// `generation`. The test is evaluated atomically by the API server, which retries
+/// status-only races internally — unlike a resourceVersion precondition, which the
+/// controller's status writes (made at the very moment a pod turns Ready) would break.
+pub fn generation_guarded(
+    generation: i64,
+    ops: serde_json::Value,
+) -> kube::api::Patch<serde_json::Value> {
+    let mut all = vec![
+        serde_json::json!({"op": "test", "path": "/metadata/generation", "value": generation}),
+    ];
+    all.extend(ops.as_array().cloned().unwrap_or_default());
+    let patch =
+        serde_json::from_value(serde_json::Value::Array(all)).expect("well-formed JSON Patch");
+    kube::api::Patch::Json(patch)
+}
+
+/// Sets the partition, keeping the rest of the update strategy (e.g. maxUnavailable).
+pub fn partition_patch(
+    sts: &StatefulSet,
+    generation: i64,
+    partition: i32,
+) -> kube::api::Patch<serde_json::Value> {
+    let mut strategy = serde_json::to_value(&sts.spec.update_strategy).unwrap_or_default();
+    if !strategy.is_object() {
+        strategy = serde_json::json!({});
+    }
+    strategy["type"] = "RollingUpdate".into();
+    if !strategy["rollingUpdate"].is_object() {
+        strategy["rollingUpdate"] = serde_json::json!({});
+    }
+    strategy["rollingUpdate"]["partition"] = partition.into();
+    generation_guarded(
+        generation,
+        serde_json::json!([{"op": "add", "path": "/spec/updateStrategy", "value": strategy}]),
+    )
 }

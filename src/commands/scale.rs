@@ -20,9 +20,11 @@ use crate::plan::scale::{self, ScalePlan};
 use crate::tracker::{guarded_patch, Interrupt, Poll, Tracker, WaitEnd};
 use crate::ui::{self, Progress};
 
-fn replicas_patch(rv: &str, replicas: i32) -> Patch<serde_json::Value> {
-    Patch::Merge(
-        serde_json::json!({"metadata": {"resourceVersion": rv}, "spec": {"replicas": replicas}}),
+/// Sets spec.replicas while the spec is still at `generation` (see `generation_guarded`).
+fn replicas_patch(generation: i64, replicas: i32) -> Patch<serde_json::Value> {
+    crate::tracker::generation_guarded(
+        generation,
+        serde_json::json!([{"op": "replace", "path": "/spec/replicas", "value": replicas}]),
     )
 }
 
@@ -162,7 +164,7 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
                 Some(sts.clone()),
                 true,
                 |_| false,
-                |rv| replicas_patch(rv, first),
+                |_| replicas_patch(gen, first),
             )
             .await?;
             ui::note("server dry run: the API server accepted the change (nothing was written)");
@@ -208,7 +210,7 @@ async fn execute(ctx: &Ctx, sts: StatefulSet, plan: &ScalePlan, args: &ScaleArgs
             tracker.statefulset(),
             false,
             |s| s.spec.replicas == Some(target),
-            |rv| replicas_patch(rv, target),
+            |_| replicas_patch(gen, target),
         )
         .await?;
         gen = s.metadata.generation.unwrap_or(0);
@@ -304,7 +306,7 @@ async fn execute(ctx: &Ctx, sts: StatefulSet, plan: &ScalePlan, args: &ScaleArgs
             Err(WaitEnd::Timeout) => {
                 let cause = stuck_cause(ctx, &tracker, &name, &changing).await;
                 // Leave replicas at the last healthy count.
-                let s = guarded_patch(ctx, &name, gen, tracker.statefulset(), false, |s| s.spec.replicas == Some(healthy), |rv| replicas_patch(rv, healthy)).await?;
+                let s = guarded_patch(ctx, &name, gen, tracker.statefulset(), false, |s| s.spec.replicas == Some(healthy), |_| replicas_patch(gen, healthy)).await?;
                 let _ = s;
                 return Err(Error::stopped(format!(
                     "scale of statefulset \"{name}\" stopped: step to {target} replicas did not become healthy within {}s: {cause}; replicas set back to {healthy}",
