@@ -32,13 +32,15 @@ unit: toolchain
 	cargo test --workspace --lib --bins $(CARGO_TEST_FLAGS)
 
 # The test command: cluster up → fmt, clippy, every test → cluster down (always),
-# returning the tests' status.
+# returning the tests' status. The fault-injection suite (short version: 5 kill trials,
+# 3 API-server restarts) runs last and serially, because it restarts the API server.
 test: toolchain
 	@$(CLUSTER) up
 	@status=0; \
 	  export KUBECONFIG=$(KUBECONFIG_LOCAL); \
 	  $(MAKE) --no-print-directory lint || status=$$?; \
-	  if [ $$status -eq 0 ]; then cargo test --workspace $(CARGO_TEST_FLAGS) || status=$$?; fi; \
+	  if [ $$status -eq 0 ]; then cargo test --workspace $(CARGO_TEST_FLAGS) -- --skip faults:: || status=$$?; fi; \
+	  if [ $$status -eq 0 ]; then cargo test --test e2e $(CARGO_TEST_FLAGS) faults:: -- --test-threads 1 || status=$$?; fi; \
 	  $(CLUSTER) down; \
 	  exit $$status
 
@@ -51,7 +53,7 @@ bench: toolchain
 faults: toolchain
 	@$(CLUSTER) up
 	@status=0; export KUBECONFIG=$(KUBECONFIG_LOCAL) STS_SAFE_FAULT_TRIALS=$${STS_SAFE_FAULT_TRIALS:-50}; \
-	  cargo test --test e2e faults -- --test-threads 1 || status=$$?; \
+	  cargo test --test e2e faults:: -- --test-threads 1 || status=$$?; \
 	  $(CLUSTER) down; exit $$status
 
 install: release

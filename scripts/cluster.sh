@@ -4,13 +4,18 @@
 # and the sim-kubelet simulator (node + scheduler + storage provisioner). Everything
 # listens on 127.0.0.1 only and talks TLS with a CA generated here.
 #
-# Usage: scripts/cluster.sh up|down|status|env
+# Usage: scripts/cluster.sh up|down|status|env|restart-apiserver
 #   up      start the cluster (does nothing if it already runs); the last line on stdout
 #           is `export KUBECONFIG=...`, progress goes to stderr
 #   down    stop exactly the processes `up` started (pid files, verified through
 #           /proc/PID/cmdline); idempotent; logs are kept
 #   status  show which components run; exit 0 if all are up, 1 otherwise
 #   env     print the export line
+#   restart-apiserver
+#           stop the kube-apiserver `up` started (pid file, verified through
+#           /proc/PID/cmdline) and start it again with exactly the same command line,
+#           then wait for /readyz; etcd, controller manager and simulator keep running
+#           (fault-injection tests). The previous log is kept as kube-apiserver.log.1
 #
 # Environment:
 #   STS_SAFE_CLUSTER_DIR     state dir (default ~/.cache/sts-safe/cluster): pki/ (reused
@@ -570,13 +575,37 @@ cmd_status() {
   [ "$all" = 1 ]
 }
 
+cmd_restart_apiserver() {
+  local pid t0
+  local -a argv=()
+  T0=$(now_ms)
+  mkdir -p "$RUN" "$LOGS"
+  exec 9>>"$RUN/lock"
+  flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
+  pid=$(running_pid kube-apiserver) || die "kube-apiserver is not running (start the cluster with: $0 up)"
+  # The exact command line `up` used (argv[0] is the binary's path), read before stopping.
+  mapfile -d '' argv <"/proc/$pid/cmdline" || die "cannot read /proc/$pid/cmdline"
+  [ "${#argv[@]}" -gt 1 ] || die "empty command line for kube-apiserver (pid $pid)"
+  [ -x "${argv[0]}" ] || die "${argv[0]} (kube-apiserver binary) is missing"
+  log "stopping kube-apiserver (pid $pid)"
+  stop_components kube-apiserver
+  t0=$(now_ms)
+  [ -f "$LOGS/kube-apiserver.log" ] && mv -f "$LOGS/kube-apiserver.log" "$LOGS/kube-apiserver.log.1"
+  # If the new one does not become ready, fail showing its log (`down` still stops it
+  # through its pid file); the other components are left alone.
+  launch kube-apiserver "${argv[@]}"
+  wait_until kube-apiserver "kube-apiserver /readyz" apiserver_ready
+  log "kube-apiserver restarted (pid $(<"$RUN/kube-apiserver.pid")): ready $(($(now_ms) - t0))ms after the old one stopped, $(($(now_ms) - T0))ms in total"
+}
+
 case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) export_line ;;
+  restart-apiserver) cmd_restart_apiserver ;;
   *)
-    echo "usage: $0 up|down|status|env" >&2
+    echo "usage: $0 up|down|status|env|restart-apiserver" >&2
     exit 2
     ;;
 esac

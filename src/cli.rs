@@ -31,7 +31,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
     /// Namespace (default: the context's namespace, else "default")
-    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    #[arg(short = 'n', long, global = true, value_name = "NAME", value_parser = parse_namespace)]
     pub namespace: Option<String>,
     /// Output format
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
@@ -119,6 +119,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// StatefulSet name
+    #[arg(value_parser = parse_name)]
     pub name: String,
     /// Re-render on every change until Ctrl-C
     #[arg(short = 'w', long)]
@@ -128,12 +129,14 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// StatefulSet name (default: every StatefulSet in the namespace)
+    #[arg(value_parser = parse_name)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct CanaryArgs {
     /// StatefulSet name
+    #[arg(value_parser = parse_name)]
     pub name: String,
     /// New image, as IMAGE (single container) or CONTAINER=IMAGE; repeatable
     #[arg(long = "image", value_name = "[CONTAINER=]IMAGE", conflicts_with_all = ["patch"])]
@@ -181,6 +184,7 @@ pub enum OnFailure {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// StatefulSet name
+    #[arg(value_parser = parse_name)]
     pub name: String,
     /// How long the rollback may wait for pods to become Ready again
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
@@ -192,6 +196,7 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// StatefulSet name
+    #[arg(value_parser = parse_name)]
     pub name: String,
     /// Desired number of replicas
     #[arg(long, value_parser = parse_replicas, allow_negative_numbers = true)]
@@ -218,6 +223,7 @@ pub struct ScaleArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Only this StatefulSet's PVCs (with --include-deleted: a deleted StatefulSet's PVCs)
+    #[arg(value_parser = parse_name)]
     pub name: Option<String>,
     /// Look in every namespace
     #[arg(short = 'A', long)]
@@ -242,6 +248,40 @@ pub struct PruneArgs {
 pub struct CompletionArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// A StatefulSet name: a DNS-1123 subdomain, so it can never address another API path.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a valid StatefulSet name (lowercase letters, digits, '-' and '.', at most 253 characters)"
+        ))
+    }
+}
+
+/// A namespace: a DNS-1123 label.
+pub fn parse_namespace(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "\"{s}\" is not a valid namespace name (lowercase letters, digits and '-', at most 63 characters)"
+        ))
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -331,6 +371,28 @@ mod tests {
             let err = parse(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn names_that_could_address_another_path_are_usage_errors() {
+        for bad in [
+            "redis/status",
+            "redis?x=1",
+            "redis#f",
+            "Redis",
+            "-redis",
+            "redis-",
+            "a..b",
+            "rédis",
+            &"a".repeat(254),
+        ] {
+            assert!(parse(&["status", bad]).is_err(), "{bad}");
+        }
+        for good in ["redis", "redis-0", "web.v2", "a"] {
+            assert!(parse(&["status", good]).is_ok(), "{good}");
+        }
+        assert!(parse(&["status", "redis", "-n", "bad/ns"]).is_err());
+        assert!(parse(&["status", "redis", "-n", &"n".repeat(64)]).is_err());
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("cannot trust the API server at {server} (context \"{context}\"): {reason}; check the cluster's certificate-authority in the kubeconfig")]
+    Untrusted {
+        server: String,
+        context: String,
+        reason: String,
+    },
+
     #[error("authentication failed against {server} (context \"{context}\"): the credentials are invalid or expired; log in again or fix the user entry in the kubeconfig")]
     Unauthorized { server: String, context: String },
 
@@ -147,7 +154,13 @@ impl Target {
             }
             other => {
                 let reason = root_cause(&other);
-                if looks_unreachable(&reason) {
+                if reason.to_ascii_lowercase().contains("certificate") {
+                    Error::Untrusted {
+                        server: self.server.clone(),
+                        context: self.context.clone(),
+                        reason,
+                    }
+                } else if looks_unreachable(&reason) {
                     Error::Unreachable {
                         server: self.server.clone(),
                         context: self.context.clone(),

@@ -71,9 +71,10 @@ fn usage_error(e: clap::Error) -> i32 {
     if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
         line.push_str(&format!(" (possible values: {})", valid.join(", ")));
     }
-    if let Some(ContextValue::String(s)) = e.get(ContextKind::Suggested).and(None::<&ContextValue>)
-    {
-        line.push_str(s);
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        if let Some(ContextValue::Strings(missing)) = e.get(ContextKind::InvalidArg) {
+            line = format!("{}: {}", line.trim_end_matches(':'), missing.join(", "));
+        }
     }
     eprintln!("error: {line}; see 'kubectl sts-safe --help'");
     exit::USAGE

@@ -578,7 +578,29 @@ fn check_strategy(sts: &StatefulSet, pods: &[&Pod], now: Timestamp, out: &mut Ve
                 format!("continue with kubectl sts-safe canary {name} --resume, or undo with kubectl sts-safe rollback {name}"),
             ));
         }
-    } else if partition > 0 && partition <= replicas {
+    } else {
+        // Not pending, yet a pod sits not-Ready on another revision: an interrupted
+        // rollback (template restored, stuck pod never deleted).
+        for p in pods.iter().filter(|p| {
+            model::revision(p).is_some_and(|r| Some(r) != update)
+                && !model::is_terminating(p)
+                && model::bad_container_state(p).is_some()
+        }) {
+            out.push(finding(
+                Severity::Error,
+                "rollout-stuck",
+                format!("pod/{}", p.name_any()),
+                format!(
+                    "{} is stuck ({}) on revision {}, which the StatefulSet no longer runs; the controller will not replace it",
+                    p.name_any(),
+                    model::bad_container_state(p).unwrap_or_default(),
+                    model::revision(p).unwrap_or("?")
+                ),
+                format!("kubectl sts-safe rollback {name} (deletes it so it is recreated from the current template)"),
+            ));
+        }
+    }
+    if !pending && partition > 0 && partition <= replicas {
         out.push(finding(
             Severity::Info,
             "partition-leftover",

@@ -19,19 +19,42 @@ use crate::rollout::freeze_patch;
 use crate::tracker::{guarded_patch, Interrupt, Poll, Tracker, WaitEnd};
 use crate::ui;
 
-/// A pod the controller will not replace by itself: on the bad revision and not Ready.
-fn stuck(pod: &Pod, bad_revision: &str) -> bool {
-    model::revision(pod) == Some(bad_revision)
+/// A pod the controller will not replace by itself: not Ready on a revision other
+/// than the one being restored.
+fn stuck(pod: &Pod, restore_revision: &str) -> bool {
+    model::revision(pod).is_some_and(|r| r != restore_revision)
         && !model::is_terminating(pod)
         && !model::is_ready(pod)
 }
 
 async fn plan(ctx: &Ctx, sts: &StatefulSet) -> Result<Option<(RollbackPlan, PodTemplateSpec)>> {
     let name = sts.name_any();
-    if !model::rollout_pending(sts) {
-        return Ok(None);
-    }
+    let pods = ctx.statefulset_pods(sts).await?;
     let current = model::current_revision(sts).unwrap_or_default().to_string();
+    if !model::rollout_pending(sts) {
+        // The template may already be restored (a rollback stopped after its first
+        // write): what remains is deleting pods stuck on the old bad revision.
+        let left: Vec<&Pod> = pods.iter().filter(|p| stuck(p, &current)).collect();
+        let Some(first) = left.first() else {
+            return Ok(None);
+        };
+        return Ok(Some((
+            RollbackPlan {
+                api_version: "sts-safe/v1",
+                kind: "RollbackPlan",
+                statefulset: name,
+                namespace: ctx.namespace.clone(),
+                restore_revision: current,
+                bad_revision: model::revision(first).unwrap_or_default().to_string(),
+                changes: vec![],
+                delete_pods: left.iter().map(|p| p.name_any()).collect(),
+                warnings: vec![
+                    "the template is already restored; finishing an interrupted rollback".into(),
+                ],
+            },
+            sts.spec.template.clone(),
+        )));
+    }
     let bad = model::update_revision(sts).unwrap_or_default().to_string();
     let cr = ctx
         .api::<ControllerRevision>()
@@ -40,10 +63,9 @@ async fn plan(ctx: &Ctx, sts: &StatefulSet) -> Result<Option<(RollbackPlan, PodT
         .map_err(|e| ctx.err("get", "controllerrevisions", Some(&current), e))?;
     let template = rollout::template_from_revision(&cr.data.0)
         .ok_or_else(|| Error::stopped(format!("controllerrevision \"{current}\" holds no pod template; cannot roll back statefulset \"{name}\"")))?;
-    let pods = ctx.statefulset_pods(sts).await?;
     let delete_pods = pods
         .iter()
-        .filter(|p| stuck(p, &bad))
+        .filter(|p| stuck(p, &current))
         .map(|p| p.name_any())
         .collect();
     let mut warnings = vec![];
@@ -109,7 +131,7 @@ async fn execute(
             .pods()
             .into_values()
             .filter(|p| {
-                stuck(p, &plan.bad_revision) && !deleted.contains(&p.uid().unwrap_or_default())
+                stuck(p, &plan.restore_revision) && !deleted.contains(&p.uid().unwrap_or_default())
             })
             .collect();
         for p in stuck_now {
@@ -132,7 +154,7 @@ async fn execute(
             }
             deleted.insert(uid);
         }
-        let (bad, restore) = (plan.bad_revision.clone(), plan.restore_revision.clone());
+        let restore = plan.restore_revision.clone();
         let waited = tracker
             .wait_for(deadline, &mut interrupt, |t| {
                 let Some(s) = t.statefulset() else {
@@ -146,7 +168,7 @@ async fn execute(
                 let pods = t.pods();
                 if pods
                     .values()
-                    .any(|p| stuck(p, &bad) && !deleted.contains(&p.uid().unwrap_or_default()))
+                    .any(|p| stuck(p, &restore) && !deleted.contains(&p.uid().unwrap_or_default()))
                 {
                     return Poll::Done(Ok(false)); // another stuck pod to delete
                 }
@@ -177,7 +199,7 @@ async fn execute(
             }
             Err(WaitEnd::Interrupted) => {
                 return Err(Error::Interrupted(format!(
-                    "the old template is restored with partition 0; the controller finishes the rollback by itself. Check with: kubectl sts-safe status {name} -n {}",
+                    "the old template is restored with partition 0; re-run `kubectl sts-safe rollback {name} -n {}` to delete pods still stuck on the bad revision and wait for the rest",
                     ctx.namespace
                 )))
             }
