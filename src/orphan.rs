@@ -148,6 +148,27 @@ pub fn classify<'a>(
     out
 }
 
+/// The orphans of one StatefulSet (default options: scaled-to-zero sets keep theirs).
+pub fn orphans_of<'a>(
+    sts: &StatefulSet,
+    pvcs: &'a [PersistentVolumeClaim],
+    pods: &[Pod],
+) -> Vec<Claim<'a>> {
+    classify(std::slice::from_ref(sts), pvcs, pods, Options::default())
+        .into_iter()
+        .filter(|c| c.verdict == Verdict::Orphan)
+        .collect()
+}
+
+/// The claims' summed capacity, human-readable (`20Gi`).
+pub fn total_capacity(claims: &[Claim]) -> String {
+    let sizes: Vec<String> = claims
+        .iter()
+        .filter_map(|c| model::pvc_capacity(c.pvc))
+        .collect();
+    model::format_bytes(model::total_bytes(sizes.iter().map(String::as_str)))
+}
+
 /// PVCs that look like StatefulSet claims (`<prefix>-<ordinal>`, with labels) of a
 /// StatefulSet that no longer exists: no existing StatefulSet's naming rule or
 /// selector covers them and no pod mounts them.

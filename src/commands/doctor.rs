@@ -405,27 +405,11 @@ fn check_claims(sts: &StatefulSet, pods: &[&Pod], out: &mut Vec<Finding>) {
 }
 
 fn check_orphans(sts: &StatefulSet, inp: &Inputs, out: &mut Vec<Finding>) {
-    let claims = orphan::classify(
-        std::slice::from_ref(sts),
-        &inp.pvcs,
-        &inp.pods,
-        orphan::Options::default(),
-    );
-    let orphans: Vec<_> = claims
-        .iter()
-        .filter(|c| c.verdict == orphan::Verdict::Orphan)
-        .collect();
+    let orphans = orphan::orphans_of(sts, &inp.pvcs, &inp.pods);
     if orphans.is_empty() {
         return;
     }
-    let total = model::format_bytes(model::total_bytes(
-        orphans
-            .iter()
-            .filter_map(|c| model::pvc_capacity(c.pvc))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    ));
+    let total = orphan::total_capacity(&orphans);
     out.push(finding(
         Severity::Warn,
         "orphan-pvcs",

@@ -403,23 +403,8 @@ async fn stuck_cause(ctx: &Ctx, tracker: &Tracker, name: &str, ordinals: &[i32])
 async fn summary(ctx: &Ctx, name: &str, plan: &ScalePlan, started: Instant) -> Result<()> {
     let sts = ctx.get_statefulset(name).await?;
     let (pods, pvcs) = futures::try_join!(ctx.statefulset_pods(&sts), ctx.namespace_pvcs())?;
-    let orphans: Vec<_> = orphan::classify(
-        std::slice::from_ref(&sts),
-        &pvcs,
-        &pods,
-        orphan::Options::default(),
-    )
-    .into_iter()
-    .filter(|c| c.verdict == orphan::Verdict::Orphan)
-    .collect();
-    let total = model::format_bytes(model::total_bytes(
-        orphans
-            .iter()
-            .filter_map(|c| model::pvc_capacity(c.pvc))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    ));
+    let orphans = orphan::orphans_of(&sts, &pvcs, &pods);
+    let total = orphan::total_capacity(&orphans);
     let report = serde_json::json!({
         "apiVersion": "sts-safe/v1",
         "kind": "ScaleReport",
