@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `make bench`: measures kubectl sts-safe on the local cluster and writes bench/RESULTS.md.
+#
+#   1. installs what the driver needs (python3) if missing — idempotent, via apt
+#   2. cargo build --release (profile: lto, codegen-units=1, strip)
+#   3. starts the local cluster (scripts/cluster.sh up) unless it already runs; a cluster
+#      this script started is stopped again at the end, one that ran before is left running
+#   4. scripts/bench/driver.py: canary reaction / overhead / API cost (with a shell-loop
+#      baseline), start-up, prune-pvcs -A on 5,000 PVCs; timings and request counts from
+#      the kube-apiserver audit log; writes bench/RESULTS.md and prints a summary
+#
+# The benchmark uses its own namespaces (sts-safe-bench, sts-safe-bench-prune-0…9) and
+# deletes them at the end. Environment: BENCH_CANARY_RUNS (5), BENCH_SHELL_RUNS (3),
+# BENCH_STARTUP_RUNS (10), BENCH_PRUNE_RUNS (7), BENCH_SKIP_PRUNE=1, STS_SAFE_CLUSTER_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+STATE=${STS_SAFE_CLUSTER_DIR:-$HOME/.cache/sts-safe/cluster}
+T0=$SECONDS
+export PYTHONDONTWRITEBYTECODE=1
+
+log() { echo "bench: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" = 0 ]; then
+    as_root apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Python 3.9+ (standard library only) runs the driver.
+python_ok() { python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; }
+python_ok || apt_install python3
+command -v git >/dev/null || apt_install git
+command -v cargo >/dev/null || PATH=$HOME/.cargo/bin:$PATH
+
+log "cargo build --release"
+cargo build --release
+TARGET=${CARGO_TARGET_DIR:-target}
+case $TARGET in /*) ;; *) TARGET=$REPO/$TARGET ;; esac
+PLUGIN=$TARGET/release/kubectl-sts_safe
+[ -x "$PLUGIN" ] || { log "error: $PLUGIN missing after the build"; exit 1; }
+
+# Stop the cluster at the end only if no part of it ran before.
+STARTED_CLUSTER=0
+cluster_status=$(bash scripts/cluster.sh status 2>/dev/null || true)
+if ! grep -q 'running (pid' <<<"$cluster_status"; then STARTED_CLUSTER=1; fi
+cleanup() {
+  local rc=$?
+  if [ "$STARTED_CLUSTER" = 1 ]; then
+    log "stopping the cluster this run started"
+    bash scripts/cluster.sh down || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export_line=$(bash scripts/cluster.sh up | tail -n1)
+eval "$export_line"
+command -v kubectl >/dev/null || bash scripts/k8s-build.sh >/dev/null
+
+log "running the benchmarks (about 10 minutes)"
+python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log"
+log "done in $(((SECONDS - T0) / 60))m$(((SECONDS - T0) % 60))s (build included)"
