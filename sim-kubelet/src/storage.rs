@@ -343,6 +343,17 @@ impl Provisioner {
         let Some(uid) = pvc.metadata.uid.clone() else {
             return;
         };
+        let this = self.clone();
+        let pvc = pvc.clone();
+        self.spawn_once(uid, async move { this.provision(&pvc).await });
+    }
+
+    /// Runs `work` in the background unless work for the same object uid is in flight.
+    fn spawn_once(
+        self: &Arc<Self>,
+        uid: String,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         if !self
             .in_flight
             .lock()
@@ -352,9 +363,8 @@ impl Provisioner {
             return;
         }
         let this = self.clone();
-        let pvc = pvc.clone();
         tokio::spawn(async move {
-            this.provision(&pvc).await;
+            work.await;
             this.in_flight.lock().expect("in-flight lock").remove(&uid);
         });
     }
@@ -393,21 +403,13 @@ impl Provisioner {
         let Some(uid) = pv.metadata.uid.clone() else {
             return;
         };
-        if !self
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(uid.clone())
-        {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let api: Api<PersistentVolume> = Api::all(this.client.clone());
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        let precondition = uid.clone();
+        self.spawn_once(uid, async move {
             let name = pv.name_any();
             let dp = DeleteParams {
                 preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
+                    uid: Some(precondition),
                     resource_version: None,
                 }),
                 ..Default::default()
@@ -417,7 +419,6 @@ impl Provisioner {
                 Err(e) if is_gone_or_conflict(&e) => debug!(volume = %name, "volume already gone"),
                 Err(e) => warn!(volume = %name, error = %e, "deleting released volume failed"),
             }
-            this.in_flight.lock().expect("in-flight lock").remove(&uid);
         });
     }
 }

@@ -1889,6 +1889,17 @@ async fn run_case(ns: &TestNs, c: &Case) -> Run {
 }
 
 /// Runs every case; returns one description per failed expectation.
+/// Fails the test listing every failed case of a table.
+#[track_caller]
+fn assert_all_passed(what: &str, total: usize, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {what} failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
 async fn run_table(ns: &TestNs, cases: &[Case]) -> Vec<String> {
     let mut failures = vec![];
     for (i, c) in cases.iter().enumerate() {
@@ -2173,13 +2184,7 @@ async fn bad_input_table() {
         .pvc_names()
         .await
         .contains(&"redis-data-redis-2".to_string()));
-    assert!(
-        failures.is_empty(),
-        "{} of {} bad-input cases failed:\n  {}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n  ")
-    );
+    assert_all_passed("bad-input cases", cases.len(), &failures);
 }
 
 /// A missing required argument is named on the one line (clap puts it on the next line of
@@ -2199,13 +2204,7 @@ async fn bad_input_a_missing_argument_is_named() {
         case(&["completion"], Via::Admin, &[2], &["<SHELL>"]),
     ];
     let failures = run_table(&ns, &cases).await;
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n  {}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n  ")
-    );
+    assert_all_passed("cases", cases.len(), &failures);
 }
 
 /// Names go into request paths: a name with `/`, `?` or `#` must be refused (or not be
@@ -2244,13 +2243,7 @@ async fn bad_input_names_never_reach_other_api_paths() {
         ),
     ];
     let failures = run_table(&ns, &cases).await;
-    assert!(
-        failures.is_empty(),
-        "{} of {} name cases failed:\n  {}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n  ")
-    );
+    assert_all_passed("name cases", cases.len(), &failures);
 }
 
 /// A server certificate that the kubeconfig's CA does not sign is a client-side TLS
@@ -2277,7 +2270,7 @@ async fn bad_input_untrusted_server_certificate() {
         &[&server, "context \"faults\""],
     )];
     let failures = run_table(&ns, &cases).await;
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_all_passed("cases", cases.len(), &failures);
 }
 
 // ---- 5. least privilege and secrets in logs ------------------------------------------------
