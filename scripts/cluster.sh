@@ -27,7 +27,9 @@
 #   STS_SAFE_ADVERTISE_ADDRESS  apiserver advertise address (default: first non-loopback
 #                            IPv4 address of this machine)
 #
-# Ports (127.0.0.1): etcd client 23379, etcd peer 23380, kube-apiserver 26443.
+# Ports (127.0.0.1): etcd client 23379 (STS_SAFE_ETCD_PORT), etcd peer the next one,
+# kube-apiserver 26443 (STS_SAFE_API_PORT); a second cluster needs its own ports and
+# its own STS_SAFE_CLUSTER_DIR.
 # Kubeconfig contexts: sts-safe-admin (current; CN=sts-safe-admin, O=system:masters) and
 # sts-safe-limited (CN=sts-safe-limited, O=sts-safe:limited, no RoleBindings).
 set -euo pipefail
@@ -44,9 +46,9 @@ KUBECONFIG_OUT=$STATE/kubeconfig
 CM_KUBECONFIG=$STATE/controller-manager.kubeconfig
 
 ETCD_BIN=/usr/bin/etcd
-ETCD_CLIENT_PORT=23379
-ETCD_PEER_PORT=23380
-API_PORT=26443
+ETCD_CLIENT_PORT=${STS_SAFE_ETCD_PORT:-23379}
+ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 1))
+API_PORT=${STS_SAFE_API_PORT:-26443}
 API_SERVER=https://127.0.0.1:$API_PORT
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1

@@ -48,6 +48,15 @@ install_packages() {
   fi
 }
 
+# Debian's golang-go installs its Go under /usr/lib/go-1.NN; /usr/lib/go points at it.
+debian_go_dir() {
+  local d
+  for d in /usr/lib/go/bin /usr/lib/go-1.*/bin; do
+    [ -x "$d/go" ] && { echo "$d"; return 0; }
+  done
+  log "Debian's Go (package golang-go) not found"; return 1
+}
+
 build() {
   if [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/kube-controller-manager" ]; then
     return 0
@@ -74,6 +83,10 @@ build() {
     cd "$work/.go/src/k8s.io/kubernetes"
     export GOPATH="$work/.go" GO111MODULE=off CGO_ENABLED=0 GOCACHE="$work/.gocache" GOFLAGS=-mod=vendor
     export KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
+    # 1.20's GOPATH build is meant for the Go of its day: use Debian's own Go explicitly,
+    # never a newer Go that may come first on PATH (and never let it fetch a toolchain).
+    export PATH="$(debian_go_dir):$PATH" GOTOOLCHAIN=local
+    log "using $(go version)"
     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1
   ) || { tail -n 40 "$work/build.log" >&2; exit 1; }
   mkdir -p "$BIN_DIR.tmp"
