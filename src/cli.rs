@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::plan::canary::OnFailure;
+use crate::plan::canary::SettingsFlags;
+pub use crate::render::Output;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl-sts_safe",
@@ -45,13 +49,6 @@ pub struct GlobalArgs {
     /// Disable colors (also honoured: the NO_COLOR environment variable)
     #[arg(long, global = true)]
     pub no_color: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-    Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -172,13 +169,18 @@ pub struct CanaryArgs {
     pub mutate: MutateArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    /// Stop where it failed; the partition keeps the remaining pods on the old revision
-    Pause,
-    /// Restore the old revision everywhere
-    Rollback,
+impl CanaryArgs {
+    /// The gate and step flags, for merging with a recorded run's settings.
+    pub fn settings_flags(&self) -> SettingsFlags {
+        SettingsFlags {
+            steps: self.steps.clone(),
+            soak: self.soak,
+            step_timeout: self.step_timeout,
+            max_restarts: self.max_restarts,
+            check_cmd: self.check_cmd.clone(),
+            on_failure: self.on_failure,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,17 +1,19 @@
 //! kubectl sts-safe: safe StatefulSet operations against the live Kubernetes API.
+//!
+//! Layers, imports pointing only down (checked by `tests/architecture.rs`):
+//! `commands` (one thin module per verb) → `exec` (effects: watch, interrupt, guarded
+//! writes, the step engines) → `ui` (prompts, progress) → `context` (client from flags)
+//! → `cli` / `render` (flags; the one report path) → `plan` (pure decisions) → `model`
+//! (pure facts) → `error`.
 
-pub mod access;
 pub mod cli;
 pub mod commands;
 pub mod context;
-pub mod diagnose;
 pub mod error;
-pub mod k8s;
+pub mod exec;
 pub mod model;
-pub mod orphan;
 pub mod plan;
-pub mod rollout;
-pub mod tracker;
+pub mod render;
 pub mod ui;
 
 #[cfg(test)]

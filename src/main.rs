@@ -7,14 +7,14 @@ use sts_safe::cli::{Cli, Command};
 use sts_safe::commands;
 use sts_safe::context::Ctx;
 use sts_safe::error::exit;
-use sts_safe::ui;
+use sts_safe::render;
 
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => std::process::exit(usage_error(e)),
     };
-    ui::init_colors(cli.global.no_color);
+    render::init_colors(cli.global.no_color);
     init_tracing(cli.global.verbose);
     if let Command::Completion(a) = &cli.command {
         commands::completion::run(a);

@@ -482,13 +482,15 @@ pub fn total_bytes<'a>(qs: impl IntoIterator<Item = &'a str>) -> f64 {
     qs.into_iter().filter_map(quantity_bytes).sum()
 }
 
-/// kubectl-style age: 45s, 12m, 5h, 3d.
+/// kubectl-style age of an object created at `t`: 45s, 12m, 5h, 3d.
 pub fn age(t: Option<&Time>, now: Timestamp) -> String {
-    let Some(t) = t else {
-        return "<unknown>".into();
-    };
-    let secs = now.as_second().saturating_sub(t.0.as_second()).max(0);
-    match secs {
+    age_secs(t, now).map_or_else(|| "<unknown>".into(), format_age)
+}
+
+/// kubectl-style age from seconds: 45s, 12m, 5h, 3d. A negative age (a clock ahead of
+/// ours) shows as 0s, as kubectl shows it.
+pub fn format_age(secs: i64) -> String {
+    match secs.max(0) {
         s if s < 120 => format!("{s}s"),
         s if s < 3600 * 2 => format!("{}m", s / 60),
         s if s < 86400 * 2 => format!("{}h", s / 3600),

@@ -1,19 +1,20 @@
-//! `kubectl sts-safe canary STS`: preflight → plan → confirm → freeze → steps.
-//! The step loop lives in `crate::rollout`.
+//! `kubectl sts-safe canary STS`: gather → plan → show → confirm → the step engine
+//! (`exec::canary`). The decisions are in `plan::canary`.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{Patch, PatchParams};
 use kube::ResourceExt;
 
-use crate::access;
-use crate::cli::{CanaryArgs, DryRun, Output};
+use crate::cli::{CanaryArgs, DryRun};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::model;
-use crate::plan::rollout::{self, CanaryPlan, Gates};
-use crate::plan::{gate, steps};
-use crate::rollout::{self as run_rollout, same_template, Options};
+use crate::exec::canary::{self as engine, CanaryOptions};
+use crate::exec::{access, write};
+use crate::plan::canary::{self, PlanInputs, RunSettings, Start};
+use crate::plan::patch::freeze_patch;
+use crate::plan::template;
+use crate::render::{self, Output};
 use crate::ui;
 
 /// The new template asked for by --image or --patch (None with --resume).
@@ -24,7 +25,7 @@ async fn requested_template(
 ) -> Result<Option<PodTemplateSpec>> {
     let name = sts.name_any();
     if !args.images.is_empty() {
-        return rollout::apply_images(&sts.spec.template, &args.images, &name).map(Some);
+        return template::apply_images(&sts.spec.template, &args.images, &name).map(Some);
     }
     let Some(path) = &args.patch else {
         return Ok(None);
@@ -63,15 +64,6 @@ async fn requested_template(
     Ok(Some(merged.spec.template))
 }
 
-fn parse_targets(list: Option<&[String]>) -> Result<Option<Vec<steps::Target>>> {
-    list.map(|v| {
-        v.iter()
-            .map(|s| steps::parse_target(s))
-            .collect::<Result<Vec<_>>>()
-    })
-    .transpose()
-}
-
 pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     if args.images.is_empty() && args.patch.is_none() && !args.resume {
         return Err(Error::usage(
@@ -79,7 +71,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         ));
     }
     // Bad --steps are usage errors before anything is read from the cluster.
-    parse_targets(args.steps.as_deref())?;
+    canary::parse_targets(args.steps.as_deref())?;
     let dry_run = args.mutate.dry_run;
     if dry_run == DryRun::None && !args.mutate.yes && !ctx.interactive {
         return Err(Error::Declined(
@@ -88,64 +80,31 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     }
     let sts = ctx.get_statefulset(&args.name).await?;
     let name = sts.name_any();
-    if model::strategy_type(&sts) == "OnDelete" {
+    if crate::model::strategy_type(&sts) == "OnDelete" {
         return Err(Error::stopped(format!(
             "statefulset \"{name}\" uses updateStrategy OnDelete: the controller never replaces pods by itself, so a partition has no effect; switch it to RollingUpdate to run a canary"
         )));
     }
     let new_template = requested_template(ctx, args, &sts).await?;
-    let pending = model::rollout_pending(&sts);
-    let resume = match (&new_template, pending) {
-        (None, false) => {
-            ui::note(format!("no rollout is pending on statefulset \"{name}\": nothing to resume"));
+    let resume = match canary::decide_start(&sts, new_template.as_ref(), &ctx.namespace)? {
+        Start::Nothing(why) => {
+            render::note(why);
             return Ok(0);
         }
-        (None, true) => true,
-        (Some(t), true) if same_template(t, &sts.spec.template) => true,
-        (Some(_), true) => {
-            return Err(Error::stopped(format!(
-                "statefulset \"{name}\" already has a rollout pending ({} → {}, partition {}): continue it with `kubectl sts-safe canary {name} -n {} --resume` or undo it with `kubectl sts-safe rollback {name} -n {}`",
-                model::current_revision(&sts).unwrap_or("?"),
-                model::update_revision(&sts).unwrap_or("?"),
-                model::partition(&sts),
-                ctx.namespace,
-                ctx.namespace
-            )))
-        }
-        (Some(t), false) if same_template(t, &sts.spec.template) => {
-            ui::note(format!("nothing to roll out: statefulset \"{name}\" already runs this template"));
-            return Ok(0);
-        }
-        (Some(_), false) => false,
+        Start::Resume => true,
+        Start::Fresh => false,
     };
-
-    let recorded = if resume {
-        rollout::recorded_settings(&sts)
-    } else {
-        None
-    };
+    let recorded = resume.then(|| canary::recorded_settings(&sts)).flatten();
     let rolled_out = new_template.as_ref().unwrap_or(&sts.spec.template);
-    let settings = rollout::RunSettings::resolve(
-        args,
+    let settings = RunSettings::resolve(
+        &args.settings_flags(),
         recorded.as_ref(),
-        rollout::template_digest(rolled_out),
+        template::template_digest(rolled_out),
     );
-    let targets = parse_targets(settings.steps.as_deref())?;
     let record = serde_json::to_string(&settings).unwrap_or_default();
     let pods = ctx.statefulset_pods(&sts).await?;
-    let replicas = model::replicas(&sts);
-    let partition_now = model::partition(&sts);
-    let start = model::ordinal_start(&sts);
     // Pods the run will not re-verify through a gate must be Ready now.
-    let unready: Vec<String> = model::live_range(&sts)
-        .filter(|o| !resume || *o - start < partition_now)
-        .filter(|o| {
-            !pods.iter().any(|p| {
-                model::ordinal_of(&name, &p.name_any()) == Some(*o) && model::is_available(p)
-            })
-        })
-        .map(|o| model::pod_name(&name, o))
-        .collect();
+    let unready = canary::unready_before_start(&sts, &pods, resume);
     if !unready.is_empty() && !args.allow_unready {
         return Err(Error::stopped(format!(
             "statefulset \"{name}\" has pods that are not Running/Ready: {}; fix them first (kubectl sts-safe doctor {name}) or pass --allow-unready",
@@ -155,61 +114,19 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     if dry_run == DryRun::None {
         access::require(ctx, access::CANARY).await?;
     }
-
-    let mut warnings = vec![];
-    match (&recorded, resume) {
-        (Some(_), true) => warnings.push("resuming with the gates and steps of the run that started this rollout (flags given now override them)".into()),
-        (None, true) => warnings.push("no record of how this rollout was started (not by kubectl sts-safe, or edited since): using the gates given now or the defaults".into()),
-        _ => {}
-    }
-    let (all_steps, step_warnings) = steps::compute(replicas, start, targets.as_deref());
-    warnings.extend(step_warnings);
-    if !unready.is_empty() {
-        warnings.push(format!(
-            "starting with pods not Ready (--allow-unready): {}",
-            unready.join(", ")
-        ));
-    }
-    for w in crate::rollout::pdb_warnings(ctx, &sts).await {
-        warnings.push(w);
-    }
-    let freeze = partition_now.max(replicas);
-    let planned_steps = if resume {
-        steps::remaining(&all_steps, partition_now)
-    } else {
-        all_steps
-    };
-    let changes = match (&new_template, resume) {
-        (Some(t), false) => rollout::diff(&sts.spec.template, t),
-        _ => vec![],
-    };
-    let soak = gate::soak(model::min_ready_seconds(&sts), settings.soak());
-    let plan = CanaryPlan {
-        api_version: "sts-safe/v1",
-        kind: "CanaryPlan",
-        statefulset: name.clone(),
-        namespace: ctx.namespace.clone(),
-        replicas,
-        ordinal_start: start,
+    let pdbs = ctx.list_pdbs().await.unwrap_or_default();
+    let plan = canary::build_plan(PlanInputs {
+        sts: &sts,
+        namespace: &ctx.namespace,
+        requested: new_template.as_ref(),
         resume,
-        current_revision: model::current_revision(&sts).map(str::to_string),
-        changes,
-        freeze_partition: freeze,
-        steps: planned_steps,
-        gates: Gates {
-            soak_seconds: soak.as_secs(),
-            min_ready_seconds: model::min_ready_seconds(&sts),
-            step_timeout_seconds: settings.step_timeout().as_secs(),
-            max_restarts: settings.max_restarts,
-            check_cmd: settings.check_cmd.clone(),
-        },
-        warnings,
-    };
-
-    match ctx.output {
-        Output::Text => ui::print_stdout(&rollout::render_canary(&plan))?,
-        o if dry_run != DryRun::None => ui::emit(o, &plan)?,
-        _ => {}
+        settings: &settings,
+        recorded: recorded.is_some(),
+        unready: &unready,
+        pdb_warnings: canary::pdb_warnings(&sts, &pdbs),
+    })?;
+    if ctx.output == Output::Text || dry_run != DryRun::None {
+        render::show(ctx.output, &plan)?;
     }
     if dry_run == DryRun::Client {
         return Ok(0);
@@ -217,19 +134,19 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     if dry_run == DryRun::Server {
         if let Some(t) = &new_template {
             let gen = sts.metadata.generation.unwrap_or(0);
-            crate::tracker::guarded_patch(
+            let freeze = plan.freeze_partition;
+            write::guarded_patch(
                 ctx,
                 &name,
                 gen,
                 Some(sts.clone()),
                 true,
                 |_| false,
-                |rv| run_rollout::freeze_patch(rv, t, freeze, &sts, Some(&record)),
+                |rv| freeze_patch(rv, t, freeze, &sts, Some(&record)),
             )
             .await?;
         }
-        ui::note("server dry run: the API server accepted the change (nothing was written)");
-        return Ok(0);
+        return Ok(super::server_accepted("the change"));
     }
     ui::confirm(
         ctx,
@@ -240,8 +157,8 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
             plan.steps.len()
         ),
     )?;
-    let opts = Options {
-        soak,
+    let opts = CanaryOptions {
+        soak: std::time::Duration::from_secs(plan.gates.soak_seconds),
         step_timeout: settings.step_timeout(),
         max_restarts: settings.max_restarts,
         check_cmd: settings.check_cmd.clone(),
@@ -253,7 +170,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         "nothing else was written; see `kubectl sts-safe status {name} -n {ns}`, then continue with `kubectl sts-safe canary {name} -n {ns} --resume` or undo with `kubectl sts-safe rollback {name} -n {ns}`",
         ns = ctx.namespace
     );
-    run_rollout::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts)
+    engine::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts)
         .await
         .map_err(|e| e.with_next_step(next))
 }

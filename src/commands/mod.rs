@@ -1,4 +1,5 @@
-//! One module per subcommand: snapshot → plan → confirm → execute.
+//! One thin module per subcommand: gather → plan → show → confirm → exec. Commands
+//! never import each other; what two of them share lives here or below.
 
 pub mod canary;
 pub mod completion;
@@ -23,4 +24,12 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<i32> {
         Command::PrunePvcs(a) => prune::run(ctx, a).await,
         Command::Completion(_) => unreachable!("completion runs without a cluster"),
     }
+}
+
+/// Says that a `--dry-run=server` write was accepted; the exit code.
+fn server_accepted(what: &str) -> i32 {
+    crate::render::note(format!(
+        "server dry run: the API server accepted {what} (nothing was written)"
+    ));
+    crate::error::exit::OK
 }

@@ -10,7 +10,7 @@ use crate::model;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "detail", rename_all = "camelCase")]
-pub enum Verdict {
+pub enum GateStatus {
     /// Still converging: being recreated, starting, not Ready yet.
     Waiting(String),
     /// Ready, soaking; this much longer to go.
@@ -21,6 +21,7 @@ pub enum Verdict {
     Failed(String),
 }
 
+#[derive(Clone, Copy)]
 pub struct Gate<'a> {
     pub update_revision: &'a str,
     pub soak: Duration,
@@ -28,42 +29,42 @@ pub struct Gate<'a> {
 }
 
 impl Gate<'_> {
-    pub fn evaluate(&self, pod: Option<&Pod>, now: Timestamp) -> Verdict {
+    pub fn evaluate(&self, pod: Option<&Pod>, now: Timestamp) -> GateStatus {
         let Some(pod) = pod else {
-            return Verdict::Waiting("being recreated".into());
+            return GateStatus::Waiting("being recreated".into());
         };
         if model::is_terminating(pod) {
-            return Verdict::Waiting("Terminating".into());
+            return GateStatus::Waiting("Terminating".into());
         }
         if model::revision(pod) != Some(self.update_revision) {
-            return Verdict::Waiting("old revision, waiting for the controller".into());
+            return GateStatus::Waiting("old revision, waiting for the controller".into());
         }
         if let Some(bad) = model::bad_container_state(pod) {
-            return Verdict::Failed(format!("{bad}, restarts {}", model::restarts(pod)));
+            return GateStatus::Failed(format!("{bad}, restarts {}", model::restarts(pod)));
         }
         let restarts = model::restarts(pod);
         if restarts > self.max_restarts {
-            return Verdict::Failed(format!(
+            return GateStatus::Failed(format!(
                 "restarted {restarts} time(s), more than --max-restarts {}",
                 self.max_restarts
             ));
         }
         match model::phase(pod) {
             "Failed" | "Succeeded" => {
-                return Verdict::Failed(format!("phase {}", model::phase(pod)))
+                return GateStatus::Failed(format!("phase {}", model::phase(pod)))
             }
-            "Pending" => return Verdict::Waiting("Pending".into()),
+            "Pending" => return GateStatus::Waiting("Pending".into()),
             _ => {}
         }
         let Some(since) = model::ready_since(pod) else {
-            return Verdict::Waiting(format!("{}, not Ready", model::phase(pod)));
+            return GateStatus::Waiting(format!("{}, not Ready", model::phase(pod)));
         };
         let ready_for =
             Duration::from_secs(now.as_second().saturating_sub(since.as_second()).max(0) as u64);
         if ready_for >= self.soak {
-            Verdict::Passed
+            GateStatus::Passed
         } else {
-            Verdict::Soaking(self.soak - ready_for)
+            GateStatus::Soaking(self.soak - ready_for)
         }
     }
 }
@@ -101,25 +102,31 @@ status:
     #[test]
     fn ready_pod_passes_after_its_soak() {
         let now = crate::fixtures::now(); // 10 s after Ready
-        assert_eq!(gate(0).evaluate(Some(&pod(READY)), now), Verdict::Passed);
-        assert_eq!(gate(10).evaluate(Some(&pod(READY)), now), Verdict::Passed);
+        assert_eq!(gate(0).evaluate(Some(&pod(READY)), now), GateStatus::Passed);
+        assert_eq!(
+            gate(10).evaluate(Some(&pod(READY)), now),
+            GateStatus::Passed
+        );
         assert_eq!(
             gate(30).evaluate(Some(&pod(READY)), now),
-            Verdict::Soaking(Duration::from_secs(20))
+            GateStatus::Soaking(Duration::from_secs(20))
         );
     }
 
     #[test]
     fn old_revision_missing_and_terminating_wait() {
         let now = crate::fixtures::now();
-        assert!(matches!(gate(0).evaluate(None, now), Verdict::Waiting(_)));
+        assert!(matches!(
+            gate(0).evaluate(None, now),
+            GateStatus::Waiting(_)
+        ));
         let old = pod(&READY.replace(
             "controller-revision-hash: new",
             "controller-revision-hash: old",
         ));
         assert_eq!(
             gate(0).evaluate(Some(&old), now),
-            Verdict::Waiting("old revision, waiting for the controller".into())
+            GateStatus::Waiting("old revision, waiting for the controller".into())
         );
         let term = pod(&READY.replace(
             "metadata: {",
@@ -127,7 +134,7 @@ status:
         ));
         assert_eq!(
             gate(0).evaluate(Some(&term), now),
-            Verdict::Waiting("Terminating".into())
+            GateStatus::Waiting("Terminating".into())
         );
     }
 
@@ -142,7 +149,7 @@ status:
   containerStatuses: [{name: redis, image: x, imageID: "", ready: false, restartCount: 3, state: {waiting: {reason: CrashLoopBackOff, message: back-off 10s}}}]
 "#);
         match gate(0).evaluate(Some(&crash), now) {
-            Verdict::Failed(m) => assert!(
+            GateStatus::Failed(m) => assert!(
                 m.contains("CrashLoopBackOff") && m.contains("restarts 3"),
                 "{m}"
             ),
@@ -151,13 +158,13 @@ status:
         let restarted = pod(&READY.replace("restartCount: 0", "restartCount: 2"));
         assert!(matches!(
             gate(0).evaluate(Some(&restarted), now),
-            Verdict::Failed(_)
+            GateStatus::Failed(_)
         ));
         let tolerant = Gate {
             max_restarts: 2,
             ..gate(0)
         };
-        assert_eq!(tolerant.evaluate(Some(&restarted), now), Verdict::Passed);
+        assert_eq!(tolerant.evaluate(Some(&restarted), now), GateStatus::Passed);
     }
 
     #[test]
@@ -166,7 +173,7 @@ status:
         let p = pod(&READY.replace("status: \"True\"", "status: \"False\""));
         assert_eq!(
             gate(0).evaluate(Some(&p), now),
-            Verdict::Waiting("Running, not Ready".into())
+            GateStatus::Waiting("Running, not Ready".into())
         );
         assert_eq!(soak(10, Duration::from_secs(5)), Duration::from_secs(15));
     }

@@ -1,14 +1,16 @@
 //! The scale plan: which pods come and go, and what happens to each of their PVCs.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 
+use super::orphan;
 use crate::model;
-use crate::ui;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +70,7 @@ pub fn steps(from: i32, to: i32, step: i32) -> Vec<i32> {
     out
 }
 
-pub struct Inputs<'a> {
+pub struct ScaleInputs<'a> {
     pub sts: &'a StatefulSet,
     pub pvcs: &'a [PersistentVolumeClaim],
     /// None when PVs may not be read.
@@ -87,7 +89,7 @@ fn template_class(sts: &StatefulSet, template: &str) -> Option<String> {
         .and_then(|t| t.spec.as_ref()?.storage_class_name.clone())
 }
 
-pub fn plan(inp: &Inputs, to: i32, step: i32, namespace: &str) -> ScalePlan {
+pub fn plan(inp: &ScaleInputs, to: i32, step: i32, namespace: &str) -> ScalePlan {
     let sts = inp.sts;
     let name = sts.name_any();
     let from = model::replicas(sts);
@@ -143,7 +145,7 @@ pub fn plan(inp: &Inputs, to: i32, step: i32, namespace: &str) -> ScalePlan {
         warnings.push(format!("scaling to 0 stops every pod of statefulset \"{name}\": the service is down until it is scaled up again"));
     }
     ScalePlan {
-        api_version: "sts-safe/v1",
+        api_version: super::API_VERSION,
         kind: "ScalePlan",
         statefulset: name,
         namespace: namespace.to_string(),
@@ -159,7 +161,7 @@ pub fn plan(inp: &Inputs, to: i32, step: i32, namespace: &str) -> ScalePlan {
 
 #[allow(clippy::too_many_arguments)]
 fn fate(
-    inp: &Inputs,
+    inp: &ScaleInputs,
     sts: &StatefulSet,
     template: &str,
     pvc_name: &str,
@@ -205,7 +207,7 @@ fn fate(
                     ),
                     None => classes
                         .iter()
-                        .find(|s| crate::commands::doctor::is_default_class(s))
+                        .find(|s| super::doctor::is_default_class(s))
                         .map(Ok)
                         .or(Some(Err(String::new()))),
                 };
@@ -242,60 +244,134 @@ fn fate(
     f
 }
 
-pub fn render(p: &ScalePlan) -> String {
-    let mut s = format!(
-        "Scale plan for statefulset {}/{}: {} → {} replicas ({} step(s): {})\n",
-        p.namespace,
-        ui::bold(&p.statefulset),
-        p.from,
-        p.to,
-        p.steps.len(),
-        p.steps
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(" → ")
-    );
-    let verb = if p.direction == "up" {
-        "create"
-    } else {
-        "remove"
+/// Stops on a PodDisruptionBudget that the scale-down would violate: the reason, if any.
+pub fn pdb_violation(
+    sts: &StatefulSet,
+    pdbs: &[PodDisruptionBudget],
+    to: i32,
+    step: i32,
+) -> Option<String> {
+    let from = model::replicas(sts);
+    if to >= from {
+        return None;
+    }
+    let resolve = |v: &IntOrString, total: i32| match v {
+        IntOrString::Int(i) => *i,
+        IntOrString::String(s) => {
+            let pct: i32 = s.trim_end_matches('%').parse().unwrap_or(0);
+            (pct * total + 99) / 100
+        }
     };
-    for pod in &p.pods {
-        s.push_str(&format!("  {verb} {}\n", pod.pod));
-        for f in &pod.pvcs {
-            let size = f.capacity.as_deref().unwrap_or("");
-            let line = match f.action.as_str() {
-                "reattached" => format!("PVC {} already exists ({size}, {}): reattached with its old data", f.name, f.phase.as_deref().unwrap_or("?")),
-                "created" => format!("PVC {} will be created (StorageClass {})", f.name, f.storage_class.as_deref().unwrap_or("default")),
-                "kept" => format!("PVC {} is kept ({size}): orphaned until a scale-up reattaches it or `prune-pvcs` deletes it", f.name),
-                _ => format!(
-                    "PVC {} is {} ({size}); its PV's reclaim policy is {}",
-                    f.name,
-                    ui::red("DELETED"),
-                    match f.reclaim_policy.as_deref() {
-                        Some("Delete") => "Delete: the data is destroyed".to_string(),
-                        Some("Retain") => "Retain: the PV stays Released and keeps the data".to_string(),
-                        Some(o) => o.to_string(),
-                        None => "unknown".to_string(),
-                    }
-                ),
-            };
-            s.push_str(&format!("      {line}\n"));
+    for pdb in model::pdbs_over(sts, pdbs) {
+        let Some(spec) = pdb.spec.as_ref() else {
+            continue;
+        };
+        if let Some(min) = &spec.min_available {
+            let need = resolve(min, from);
+            if to < need {
+                return Some(format!(
+                    "PodDisruptionBudget \"{}\" requires minAvailable {need}; scaling statefulset \"{}\" to {to} would violate it — change the PDB first if this is intended",
+                    pdb.name_any(),
+                    sts.name_any()
+                ));
+            }
+        }
+        if let Some(max) = &spec.max_unavailable {
+            let allowed = resolve(max, from);
+            if step > allowed {
+                return Some(format!(
+                    "PodDisruptionBudget \"{}\" allows {allowed} pod(s) unavailable at once; --step {step} would remove more — use --step {allowed}",
+                    pdb.name_any()
+                ));
+            }
         }
     }
-    for e in &p.errors {
-        s.push_str(&format!("{} {e}\n", ui::red("error:")));
+    None
+}
+
+/// Why the scale must not start as things are (without --force): pods not Ready or
+/// a rollout pending.
+pub fn health_stop(sts: &StatefulSet, pods: &[Pod]) -> Option<String> {
+    let name = sts.name_any();
+    let unready: Vec<String> = model::live_range(sts)
+        .filter(|o| {
+            !pods.iter().any(|p| {
+                model::ordinal_of(&name, &p.name_any()) == Some(*o) && model::is_available(p)
+            })
+        })
+        .map(|o| model::pod_name(&name, o))
+        .collect();
+    if !unready.is_empty() {
+        return Some(format!(
+            "statefulset \"{name}\" has pods that are not Running/Ready: {}; fix them first or pass --force",
+            unready.join(", ")
+        ));
     }
-    for w in &p.warnings {
-        let tag = if w.starts_with("DATA LOSS") {
-            ui::red("warning:")
-        } else {
-            ui::yellow("warning:")
-        };
-        s.push_str(&format!("{tag} {w}\n"));
+    if model::rollout_pending(sts) {
+        return Some(format!(
+            "statefulset \"{name}\" has a rollout pending ({} → {}): finish it (kubectl sts-safe canary {name} --resume) or roll it back first, or pass --force",
+            model::current_revision(sts).unwrap_or("?"),
+            model::update_revision(sts).unwrap_or("?")
+        ));
     }
-    s
+    None
+}
+
+/// A PVC left behind by the scale, in the report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeftPvc {
+    pub name: String,
+    pub ordinal: i32,
+    pub capacity: Option<String>,
+}
+
+/// The `-o json|yaml` document of a finished scale (kind ScaleReport).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleReport {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plan: ScalePlan,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub orphan_pvcs: Vec<LeftPvc>,
+    pub orphan_capacity: String,
+    pub seconds: f64,
+}
+
+impl ScaleReport {
+    /// The report once the scale is done: what runs now and which PVCs stay behind.
+    pub fn new(
+        plan: ScalePlan,
+        sts: &StatefulSet,
+        pvcs: &[PersistentVolumeClaim],
+        pods: &[Pod],
+        seconds: f64,
+    ) -> Self {
+        let orphans = orphan::orphans_of(sts, pvcs, pods);
+        ScaleReport {
+            api_version: super::API_VERSION,
+            kind: "ScaleReport",
+            plan,
+            replicas: model::replicas(sts),
+            ready_replicas: sts
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+            orphan_capacity: orphan::total_capacity(&orphans),
+            orphan_pvcs: orphans
+                .iter()
+                .map(|c| LeftPvc {
+                    name: c.pvc.name_any(),
+                    ordinal: c.ordinal,
+                    capacity: model::pvc_capacity(c.pvc),
+                })
+                .collect(),
+            seconds,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -309,9 +385,9 @@ mod tests {
         pvcs: &'a [PersistentVolumeClaim],
         pvs: &'a [PersistentVolume],
         classes: &'a [StorageClass],
-    ) -> Inputs<'a> {
+    ) -> ScaleInputs<'a> {
         let _ = f;
-        Inputs {
+        ScaleInputs {
             sts,
             pvcs,
             pvs: Some(pvs),
@@ -383,7 +459,7 @@ mod tests {
         );
         assert!(p.pods.iter().all(|c| c.pvcs[0].action == "kept"));
         assert!(p.warnings.iter().any(|w| w.contains("scaling to 0")));
-        assert!(render(&p).contains("PVC redis-data-redis-1 is kept (10Gi)"));
+        assert!(crate::render::Report::text(&p).contains("PVC redis-data-redis-1 is kept (10Gi)"));
     }
 
     #[test]
@@ -411,7 +487,7 @@ mod tests {
                 ("db-1".into(), "deleted".into(), Some("Delete".into())),
             ]
         );
-        let text = render(&p);
+        let text = crate::render::Report::text(&p);
         assert!(text.contains("Delete: the data is destroyed"), "{text}");
         assert!(text.contains("Retain: the PV stays Released"), "{text}");
     }

@@ -11,12 +11,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum StepTarget {
     Count(i32),
     Percent(i32),
 }
 
-pub fn parse_target(s: &str) -> Result<Target> {
+pub fn parse_target(s: &str) -> Result<StepTarget> {
     let bad = || {
         Error::usage(format!(
             "--steps entry \"{s}\" is not a pod count (e.g. 2) or a percentage (e.g. 50%)"
@@ -30,7 +30,7 @@ pub fn parse_target(s: &str) -> Result<Target> {
                 "--steps entry \"{s}\": a percentage must be between 1% and 100%"
             )));
         }
-        Ok(Target::Percent(n))
+        Ok(StepTarget::Percent(n))
     } else {
         let n: i32 = t.parse().map_err(|_| bad())?;
         if n < 1 {
@@ -38,7 +38,7 @@ pub fn parse_target(s: &str) -> Result<Target> {
                 "--steps entry \"{s}\": a count must be at least 1"
             )));
         }
-        Ok(Target::Count(n))
+        Ok(StepTarget::Count(n))
     }
 }
 
@@ -57,20 +57,24 @@ pub struct Step {
 
 /// Steps for `replicas` pods from ordinal `start`, given optional cumulative targets.
 /// Returns the steps and warnings about entries that were merged or clamped.
-pub fn compute(replicas: i32, start: i32, targets: Option<&[Target]>) -> (Vec<Step>, Vec<String>) {
+pub fn compute(
+    replicas: i32,
+    start: i32,
+    targets: Option<&[StepTarget]>,
+) -> (Vec<Step>, Vec<String>) {
     let mut warnings = vec![];
     let mut counts: Vec<i32> = match targets {
         None => (1..=replicas).collect(),
         Some(ts) => ts
             .iter()
             .map(|t| match *t {
-                Target::Count(n) => {
+                StepTarget::Count(n) => {
                     if n > replicas {
                         warnings.push(format!("--steps entry {n} is more than the {replicas} replicas; using {replicas}"));
                     }
                     n.min(replicas)
                 }
-                Target::Percent(p) => ((p as i64 * replicas as i64 + 99) / 100) as i32,
+                StepTarget::Percent(p) => ((p as i64 * replicas as i64 + 99) / 100) as i32,
             })
             .collect(),
     };
@@ -150,7 +154,7 @@ mod tests {
             vec![1, 3, 6]
         );
         assert_eq!(ords(&s), vec![vec![5], vec![4, 3], vec![2, 1, 0]]);
-        let (s, _) = compute(5, 0, Some(&[Target::Percent(30)]));
+        let (s, _) = compute(5, 0, Some(&[StepTarget::Percent(30)]));
         assert_eq!(
             s.iter().map(|s| s.updated).collect::<Vec<_>>(),
             vec![2, 5],
@@ -170,7 +174,7 @@ mod tests {
             vec![1, 2, 4]
         );
         assert_eq!(w.len(), 1);
-        let (s, w) = compute(3, 0, Some(&[Target::Count(9)]));
+        let (s, w) = compute(3, 0, Some(&[StepTarget::Count(9)]));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].ordinals, vec![2, 1, 0]);
         assert_eq!(w.len(), 1);

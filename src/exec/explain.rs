@@ -8,7 +8,8 @@ use kube::ResourceExt;
 use crate::context::Ctx;
 use crate::model;
 
-pub async fn pod(ctx: &Ctx, name: &str, pod: Option<&Pod>) -> Vec<String> {
+/// What went wrong with pod `name` (None: it does not exist), for a failed gate.
+pub async fn pod_failure(ctx: &Ctx, name: &str, pod: Option<&Pod>) -> Vec<String> {
     let mut lines = vec![];
     match pod {
         None => lines.push(format!("{name}: does not exist (being recreated)")),
@@ -39,7 +40,7 @@ pub async fn pod(ctx: &Ctx, name: &str, pod: Option<&Pod>) -> Vec<String> {
             .into_iter()
             .filter(|e| uid.is_none() || e.involved_object.uid == uid)
             .collect();
-        for e in crate::commands::doctor::events_for(&relevant, "Pod", name, 5) {
+        for e in crate::plan::doctor::events_for(&relevant, "Pod", name, 5) {
             lines.push(format!("  event {e}"));
         }
     }

@@ -51,7 +51,7 @@ pub struct Claim<'a> {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct OrphanRules {
     pub include_scaled_to_zero: bool,
 }
 
@@ -99,7 +99,7 @@ pub fn classify<'a>(
     sets: &[StatefulSet],
     pvcs: &'a [PersistentVolumeClaim],
     pods: &[Pod],
-    opts: Options,
+    opts: OrphanRules,
 ) -> Vec<Claim<'a>> {
     let mounted = mounts(pods);
     let mut out = vec![];
@@ -154,10 +154,15 @@ pub fn orphans_of<'a>(
     pvcs: &'a [PersistentVolumeClaim],
     pods: &[Pod],
 ) -> Vec<Claim<'a>> {
-    classify(std::slice::from_ref(sts), pvcs, pods, Options::default())
-        .into_iter()
-        .filter(|c| c.verdict == Verdict::Orphan)
-        .collect()
+    classify(
+        std::slice::from_ref(sts),
+        pvcs,
+        pods,
+        OrphanRules::default(),
+    )
+    .into_iter()
+    .filter(|c| c.verdict == Verdict::Orphan)
+    .collect()
 }
 
 /// The claims' summed capacity, human-readable (`20Gi`).
@@ -253,7 +258,7 @@ mod tests {
         pvcs: &[PersistentVolumeClaim],
         pods: &[Pod],
     ) -> Vec<(String, String, i32, Verdict)> {
-        classify(sets, pvcs, pods, Options::default())
+        classify(sets, pvcs, pods, OrphanRules::default())
             .into_iter()
             .map(|c| (c.pvc.name_any(), c.statefulset, c.ordinal, c.verdict))
             .collect()
@@ -293,7 +298,7 @@ mod tests {
             &sets,
             &pvcs,
             &pods,
-            Options {
+            OrphanRules {
                 include_scaled_to_zero: true,
             },
         );
@@ -390,7 +395,7 @@ mod properties {
                 pvcs.push(pvc(&model::pvc_name(&t1, &s1, *o), &[("app", &s1)]));
                 pvcs.push(pvc(&model::pvc_name(&t2, &s2, *o), &[("app", &s2)]));
             }
-            let claims = classify(&sets, &pvcs, &[], Options { include_scaled_to_zero: zero });
+            let claims = classify(&sets, &pvcs, &[], OrphanRules { include_scaled_to_zero: zero });
             for c in claims.iter().filter(|c| c.verdict == Verdict::Orphan) {
                 // Every StatefulSet whose rule produces this name must have the ordinal outside its range.
                 for s in &sets {

@@ -1,4 +1,5 @@
-//! Thin I/O helpers: paginated lists and reads whose errors name the object.
+//! Reads: paginated lists (in the namespace or, with `-A`, across all of them) and gets
+//! whose errors name the object, namespace and context.
 
 use std::fmt::Debug;
 
@@ -9,10 +10,13 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Request, Result};
 use crate::model;
 
 pub const PAGE_SIZE: u32 = 500;
+
+/// Stands for the namespace in messages about cluster-wide requests.
+pub const ALL_NAMESPACES: &str = "(all namespaces)";
 
 /// Lists every object, 500 per request, following `continue` tokens.
 pub async fn list_all<K>(api: &Api<K>, lp: &ListParams) -> Result<Vec<K>, kube::Error>
@@ -61,6 +65,41 @@ impl Ctx {
     pub async fn namespace_exists(&self) -> bool {
         let api: Api<Namespace> = Api::all(self.client.clone());
         !matches!(api.get(&self.namespace).await, Err(kube::Error::Api(s)) if s.code == 404)
+    }
+
+    /// Maps a kube error on a request in `namespace` (another than the context's, or
+    /// [`ALL_NAMESPACES`]).
+    pub fn err_in(
+        &self,
+        verb: &str,
+        resource: &str,
+        name: Option<&str>,
+        namespace: &str,
+        e: kube::Error,
+    ) -> Error {
+        self.target.map(
+            Request {
+                verb,
+                resource,
+                name,
+                namespace,
+            },
+            e,
+        )
+    }
+
+    /// One paginated list of `K` in the namespace, or in every namespace (`-A`).
+    pub async fn list_scoped<K>(&self, all: bool, resource: &str, lp: &ListParams) -> Result<Vec<K>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        if !all {
+            return self.list(resource, lp).await;
+        }
+        list_all(&Api::<K>::all(self.client.clone()), lp)
+            .await
+            .map_err(|e| self.err_in("list", resource, None, ALL_NAMESPACES, e))
     }
 
     pub async fn list<K>(&self, resource: &str, lp: &ListParams) -> Result<Vec<K>>

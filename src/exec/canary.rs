@@ -1,4 +1,4 @@
-//! Executes a canary plan: freeze the partition with the new template, then lower it
+//! The canary step engine: freeze the partition with the new template, then lower it
 //! step by step, waiting (watch-driven) for every exposed pod to pass its gate.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,21 +7,26 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Patch;
 use kube::ResourceExt;
-use serde::Serialize;
-use serde_json::Value;
 
-use crate::cli::{OnFailure, Output};
+use super::explain;
+use super::interrupt::Interrupt;
+use super::rollback;
+use super::watch::{Poll, Tracker, WaitEnd};
+use super::write::guarded_patch;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::model;
-use crate::plan::gate::{Gate, Verdict};
-use crate::plan::rollout::CanaryPlan;
-use crate::tracker::{guarded_patch, partition_patch, Interrupt, Poll, Tracker, WaitEnd};
+use crate::plan::canary::{CanaryPlan, CanaryReport, Failure, OnFailure, Outcome, StepResult};
+use crate::plan::conditions::{self, CanaryStep, Line, Observed, StepState};
+use crate::plan::gate::Gate;
+use crate::plan::patch::{freeze_patch, partition_patch};
+use crate::plan::template::same_template;
+use crate::render::{self, canary::pod_names as names};
 use crate::ui::{self, Progress};
 
-pub struct Options {
+/// How the run behaves, resolved from flags and the recorded settings.
+pub struct CanaryOptions {
     pub soak: Duration,
     pub step_timeout: Duration,
     pub max_restarts: i32,
@@ -30,110 +35,6 @@ pub struct Options {
     pub yes: bool,
     /// The run's settings, recorded on the StatefulSet with the freeze so `--resume` keeps them.
     pub record: String,
-}
-
-/// An RFC 7386 merge patch turning `old` into exactly `new` (removed keys become null).
-pub fn merge_diff(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            let mut out = serde_json::Map::new();
-            for (k, nv) in n {
-                match o.get(k) {
-                    Some(ov) if ov == nv => {}
-                    Some(ov) if ov.is_object() && nv.is_object() => {
-                        out.insert(k.clone(), merge_diff(ov, nv));
-                    }
-                    _ => {
-                        out.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            for k in o.keys().filter(|k| !n.contains_key(*k)) {
-                out.insert(k.clone(), Value::Null);
-            }
-            Value::Object(out)
-        }
-        _ => new.clone(),
-    }
-}
-
-/// Two templates are the same change when their JSON forms are equal.
-pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
-}
-
-/// One write that sets the new template and freezes the partition, guarded by `rv`.
-/// `record`: the run's settings, kept on the StatefulSet for `--resume`, in the same write.
-pub fn freeze_patch(
-    rv: &str,
-    template: &PodTemplateSpec,
-    partition: i32,
-    sts: &StatefulSet,
-    record: Option<&str>,
-) -> Patch<Value> {
-    let old = serde_json::to_value(&sts.spec.template).unwrap_or_default();
-    let new = serde_json::to_value(template).unwrap_or_default();
-    let mut metadata = serde_json::json!({"resourceVersion": rv});
-    if let Some(r) = record {
-        metadata["annotations"] =
-            serde_json::json!({ crate::plan::rollout::SETTINGS_ANNOTATION: r });
-    }
-    Patch::Merge(serde_json::json!({
-        "metadata": metadata,
-        "spec": {
-            "template": merge_diff(&old, &new),
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
-        }
-    }))
-}
-
-/// Warnings for PodDisruptionBudgets over these pods that allow no disruption now.
-pub async fn pdb_warnings(ctx: &Ctx, sts: &StatefulSet) -> Vec<String> {
-    let Ok(pdbs) = ctx.list_pdbs().await else {
-        return vec![];
-    };
-    model::pdbs_over(sts, &pdbs)
-        .into_iter()
-        .filter(|p| p.status.as_ref().is_some_and(|s| s.disruptions_allowed == Some(0)))
-        .map(|p| {
-            format!(
-                "PodDisruptionBudget \"{}\" allows 0 disruptions right now; rollouts ignore PDBs (kubernetes issue 89820), so each step takes a pod it protects",
-                p.name_any()
-            )
-        })
-        .collect()
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepResult {
-    pub number: usize,
-    pub partition: i32,
-    pub ordinals: Vec<i32>,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Failure {
-    pub pod: Option<String>,
-    pub reason: String,
-    pub diagnosis: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunReport {
-    pub api_version: &'static str,
-    pub kind: &'static str,
-    pub plan: CanaryPlan,
-    /// completed | stopped | failed | rolled-back | interrupted
-    pub outcome: String,
-    pub update_revision: Option<String>,
-    pub partition: Option<i32>,
-    pub steps: Vec<StepResult>,
-    pub failure: Option<Failure>,
-    pub seconds: f64,
 }
 
 enum StepEnd {
@@ -145,7 +46,7 @@ enum StepEnd {
     Interrupted,
 }
 
-struct Run<'a> {
+struct CanaryRun<'a> {
     ctx: &'a Ctx,
     name: String,
     replicas: i32,
@@ -154,25 +55,8 @@ struct Run<'a> {
     tracker: Tracker,
     interrupt: Interrupt,
     progress: Progress,
-    opts: Options,
+    opts: CanaryOptions,
     passed: BTreeSet<i32>,
-}
-
-fn describe(v: &Verdict, restarts: i32) -> String {
-    let r = if restarts > 0 {
-        format!(", restarts {restarts}")
-    } else {
-        String::new()
-    };
-    match v {
-        Verdict::Waiting(s) => format!("{s}{r}"),
-        Verdict::Soaking(d) => format!(
-            "Ready, soaking {}s more{r}",
-            d.as_secs() + u64::from(d.subsec_millis() > 0)
-        ),
-        Verdict::Passed => "Ready".into(),
-        Verdict::Failed(s) => format!("FAILED: {s}"),
-    }
 }
 
 async fn run_check(
@@ -218,7 +102,7 @@ async fn run_check(
     }
 }
 
-impl Run<'_> {
+impl CanaryRun<'_> {
     fn gate(&self, soak: Duration) -> Gate<'_> {
         Gate {
             update_revision: &self.update_revision,
@@ -241,8 +125,9 @@ impl Run<'_> {
         ]
     }
 
-    /// Waits until every ordinal of `ordinals` passes its gate while earlier canaries
-    /// stay healthy and nobody else changes the StatefulSet.
+    /// Waits until every ordinal of `ordinals` passes its gate (and `--check-cmd`)
+    /// while earlier canaries stay healthy and nobody else changes the StatefulSet.
+    /// The judging is [`CanaryStep::evaluate`]; this loop shows it and runs the checks.
     async fn wait_step(&mut self, ordinals: &[i32]) -> StepEnd {
         let deadline = Instant::now() + self.opts.step_timeout;
         let lines: BTreeMap<i32, ui::Line> = ordinals
@@ -256,82 +141,46 @@ impl Run<'_> {
             if self.interrupt.is_set() {
                 return StepEnd::Interrupted;
             }
-            let Some(sts) = self.tracker.statefulset() else {
-                return StepEnd::Failed {
-                    ordinal: None,
-                    reason: format!("statefulset \"{}\" was deleted", self.name),
-                };
-            };
-            // A lower generation is only the watch cache lagging behind our own write.
-            let gen = sts.metadata.generation.unwrap_or(0);
-            if gen > self.generation {
-                return StepEnd::Failed {
-                    ordinal: None,
-                    reason: format!(
-                        "statefulset \"{}\" was changed by someone else (generation {} → {gen}); stopped without lowering the partition further",
-                        self.name, self.generation
-                    ),
-                };
-            }
+            let sts = self.tracker.statefulset();
             let pods = self.tracker.pods();
             let now = Timestamp::now();
-            for o in &self.passed {
-                let v = self.gate(Duration::ZERO).evaluate(pods.get(o), now);
-                if v != Verdict::Passed {
-                    return StepEnd::Failed {
-                        ordinal: Some(*o),
-                        reason: format!(
-                            "{} passed an earlier step but is now: {}",
-                            model::pod_name(&self.name, *o),
-                            describe(&v, 0)
-                        ),
-                    };
+            let step = CanaryStep {
+                statefulset: &self.name,
+                generation: self.generation,
+                gate: self.gate(self.opts.soak),
+                ordinals,
+                passed: &self.passed,
+                check_cmd: self.opts.check_cmd.is_some(),
+                checked: &checked,
+            };
+            let (state, shown) = step.evaluate(sts.as_ref(), &pods, now);
+            for (o, line) in &shown {
+                match line {
+                    Line::Waiting(t) => lines[o].set(t.clone()),
+                    Line::Finished(t) => lines[o].finish(t.clone()),
+                    Line::Passed => lines[o]
+                        .finish(format!("passed in {:.1}s", started.elapsed().as_secs_f64())),
                 }
             }
-            let mut wake: Option<Duration> = None;
-            let mut to_check = vec![];
-            let mut all_passed = true;
-            for o in ordinals {
-                let pod = pods.get(o);
-                let v = self.gate(self.opts.soak).evaluate(pod, now);
-                let restarts = pod.map(model::restarts).unwrap_or(0);
-                match &v {
-                    Verdict::Failed(r) => {
-                        lines[o].finish(describe(&v, restarts));
-                        return StepEnd::Failed {
-                            ordinal: Some(*o),
-                            reason: format!("{}: {r}", model::pod_name(&self.name, *o)),
-                        };
-                    }
-                    Verdict::Passed if self.opts.check_cmd.is_some() && !checked.contains(o) => {
-                        all_passed = false;
-                        to_check.push(*o);
-                        lines[o].set(match last_check_error.get(o) {
-                            Some(e) => format!("Ready, check failing ({e})"),
-                            None => "Ready, running --check-cmd".into(),
-                        });
-                    }
-                    Verdict::Passed => {
-                        lines[o]
-                            .finish(format!("passed in {:.1}s", started.elapsed().as_secs_f64()));
-                    }
-                    Verdict::Soaking(d) => {
-                        all_passed = false;
-                        wake = Some(wake.map_or(*d, |w| w.min(*d)));
-                        lines[o].set(describe(&v, restarts));
-                    }
-                    Verdict::Waiting(_) => {
-                        all_passed = false;
-                        lines[o].set(describe(&v, restarts));
-                    }
+            let (mut wake, to_check) = match state {
+                StepState::Passed => return StepEnd::Passed,
+                StepState::Failed { ordinal, reason } => {
+                    return StepEnd::Failed { ordinal, reason }
                 }
-            }
-            if let Some(cmd) = self.opts.check_cmd.clone() {
+                StepState::Waiting { wake, to_check } => (wake, to_check),
+            };
+            if let (Some(cmd), Some(sts)) = (self.opts.check_cmd.clone(), sts.as_ref()) {
+                for o in &to_check {
+                    lines[o].set(match last_check_error.get(o) {
+                        Some(e) => format!("Ready, check failing ({e})"),
+                        None => "Ready, running --check-cmd".into(),
+                    });
+                }
                 for o in to_check {
                     let remaining = deadline
                         .saturating_duration_since(Instant::now())
                         .max(Duration::from_secs(1));
-                    match run_check(&cmd, &self.check_env(o, &sts), remaining).await {
+                    match run_check(&cmd, &self.check_env(o, sts), remaining).await {
                         Ok(()) => {
                             checked.insert(o);
                             last_check_error.remove(&o);
@@ -343,8 +192,9 @@ impl Run<'_> {
                     }
                 }
                 if ordinals.iter().all(|o| checked.contains(o)) {
-                    all_passed = ordinals.iter().all(|o| {
-                        self.gate(self.opts.soak).evaluate(pods.get(o), now) == Verdict::Passed
+                    let gate = self.gate(self.opts.soak);
+                    let all_passed = ordinals.iter().all(|o| {
+                        gate.evaluate(pods.get(o), now) == crate::plan::gate::GateStatus::Passed
                     });
                     for o in ordinals {
                         lines[o].finish(format!(
@@ -352,25 +202,27 @@ impl Run<'_> {
                             started.elapsed().as_secs_f64()
                         ));
                     }
+                    if all_passed {
+                        return StepEnd::Passed;
+                    }
                 }
             }
-            if all_passed {
-                return StepEnd::Passed;
-            }
             if Instant::now() >= deadline {
-                let stuck: Vec<i32> = ordinals
-                    .iter()
-                    .copied()
-                    .filter(|o| {
-                        self.gate(self.opts.soak).evaluate(pods.get(o), now) != Verdict::Passed
-                            || !checked.contains(o) && self.opts.check_cmd.is_some()
-                    })
-                    .collect();
+                let step = CanaryStep {
+                    statefulset: &self.name,
+                    generation: self.generation,
+                    gate: self.gate(self.opts.soak),
+                    ordinals,
+                    passed: &self.passed,
+                    check_cmd: self.opts.check_cmd.is_some(),
+                    checked: &checked,
+                };
+                let stuck = step.stuck(&pods, now);
                 let first = stuck.first().copied();
                 let state = first
                     .map(|o| {
                         last_check_error.get(&o).cloned().unwrap_or_else(|| {
-                            describe(&self.gate(self.opts.soak).evaluate(pods.get(&o), now), 0)
+                            conditions::describe(&step.gate.evaluate(pods.get(&o), now), 0)
                         })
                     })
                     .unwrap_or_default();
@@ -415,13 +267,13 @@ pub async fn execute(
     sts: StatefulSet,
     template: Option<PodTemplateSpec>,
     plan: CanaryPlan,
-    opts: Options,
+    opts: CanaryOptions,
 ) -> Result<i32> {
     let started = Instant::now();
     let name = sts.name_any();
     let mut interrupt = Interrupt::install();
     let tracker = Tracker::start(ctx, &sts).await?;
-    let mut run = Run {
+    let mut run = CanaryRun {
         ctx,
         name: name.clone(),
         replicas: plan.replicas,
@@ -433,17 +285,7 @@ pub async fn execute(
         opts,
         passed: BTreeSet::new(),
     };
-    let mut report = RunReport {
-        api_version: "sts-safe/v1",
-        kind: "CanaryReport",
-        plan,
-        outcome: "completed".into(),
-        update_revision: None,
-        partition: None,
-        steps: vec![],
-        failure: None,
-        seconds: 0.0,
-    };
+    let mut report = CanaryReport::new(plan);
 
     if let Some(t) = &template {
         let freeze = report.plan.freeze_partition;
@@ -468,17 +310,10 @@ pub async fn execute(
         .wait_for(
             Instant::now() + Duration::from_secs(60),
             &mut interrupt,
-            |t| match t.statefulset() {
-                Some(s) if s.metadata.generation.unwrap_or(0) > gen => {
-                    Poll::Done(Err(s.metadata.generation.unwrap_or(0)))
-                }
-                Some(s) if s.metadata.generation.unwrap_or(0) == gen && model::observed(&s) => {
-                    match model::update_revision(&s) {
-                        Some(u) => Poll::Done(Ok(u.to_string())),
-                        None => Poll::Pending(None),
-                    }
-                }
-                _ => Poll::Pending(None),
+            |t| match conditions::controller_observed(t.statefulset().as_ref(), gen) {
+                Observed::Pending => Poll::Pending(None),
+                Observed::Revision(u) => Poll::Done(Ok(u)),
+                Observed::MovedOn(g) => Poll::Done(Err(g)),
             },
         )
         .await;
@@ -500,19 +335,13 @@ pub async fn execute(
     };
     report.update_revision = Some(run.update_revision.clone());
 
-    let live = model::live_range(&sts);
-    let start = model::ordinal_start(&sts);
     let partition_now = run
         .tracker
         .statefulset()
         .map(|s| model::partition(&s))
         .unwrap_or(0);
     if report.plan.resume {
-        let exposed: Vec<i32> = live
-            .clone()
-            .rev()
-            .filter(|o| o - start >= partition_now)
-            .collect();
+        let exposed = crate::plan::canary::exposed(&sts, partition_now);
         if !exposed.is_empty() {
             run.progress.println(format!(
                 "re-verifying pods already on the new revision: {}",
@@ -596,14 +425,13 @@ pub async fn execute(
                 Ok(0) => {}
                 Ok(1) => auto = true,
                 Ok(3) => {
-                    report.outcome = "rolled-back".into();
+                    report.outcome = Outcome::RolledBack;
                     drop(run);
-                    crate::commands::rollback::perform(ctx, &name, Duration::from_secs(300), false)
-                        .await?;
+                    rollback::perform(ctx, &name, Duration::from_secs(300), false).await?;
                     return emit_report(ctx, &mut report, started).map(|_| 0);
                 }
                 _ => {
-                    report.outcome = "stopped".into();
+                    report.outcome = Outcome::Stopped;
                     report.partition = Some(partition);
                     run.progress.println(format!(
                         "stopped at your request after step {}; resume with: {}",
@@ -624,16 +452,7 @@ pub async fn execute(
             Instant::now() + Duration::from_secs(60),
             &mut interrupt,
             |t| match t.statefulset() {
-                Some(s)
-                    if model::current_revision(&s) == Some(rev.as_str())
-                        && s.status
-                            .as_ref()
-                            .and_then(|st| st.updated_replicas)
-                            .unwrap_or(0)
-                            >= replicas =>
-                {
-                    Poll::Done(())
-                }
+                Some(s) if conditions::revision_promoted(&s, &rev, replicas) => Poll::Done(()),
                 _ => Poll::Pending(None),
             },
         )
@@ -644,7 +463,7 @@ pub async fn execute(
     report.partition = Some(0);
     run.progress.println(format!(
         "{} statefulset \"{name}\" now runs revision {} on all {} pods ({:.1}s)",
-        ui::green("done:"),
+        render::green("done:"),
         run.update_revision,
         run.replicas,
         started.elapsed().as_secs_f64()
@@ -653,40 +472,14 @@ pub async fn execute(
     Ok(0)
 }
 
-fn names(sts: &str, ordinals: &[i32]) -> String {
-    ordinals
-        .iter()
-        .map(|o| model::pod_name(sts, *o))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn emit_report(ctx: &Ctx, report: &mut RunReport, started: Instant) -> Result<()> {
+fn emit_report(ctx: &Ctx, report: &mut CanaryReport, started: Instant) -> Result<()> {
     report.seconds = started.elapsed().as_secs_f64();
-    match ctx.output {
-        Output::Text => {
-            if !report.steps.is_empty() {
-                let mut s = String::from("Step timings:\n");
-                for st in &report.steps {
-                    s.push_str(&format!(
-                        "  {}. partition {:<3} {:<24} {:.1}s\n",
-                        st.number,
-                        st.partition,
-                        names(&report.plan.statefulset, &st.ordinals),
-                        st.seconds
-                    ));
-                }
-                ui::print_stdout(&s)?;
-            }
-            Ok(())
-        }
-        o => ui::emit(o, report),
-    }
+    render::show(ctx.output, &*report)
 }
 
 async fn finish_failed(
-    run: &mut Run<'_>,
-    report: &mut RunReport,
+    run: &mut CanaryRun<'_>,
+    report: &mut CanaryReport,
     end: StepEnd,
     started: Instant,
 ) -> Result<i32> {
@@ -694,13 +487,10 @@ async fn finish_failed(
     report.partition = partition;
     match end {
         StepEnd::Interrupted => {
-            report.outcome = "interrupted".into();
+            report.outcome = Outcome::Interrupted;
             emit_report(run.ctx, report, started)?;
             let exposed: Vec<i32> = match (&run.tracker.statefulset(), partition) {
-                (Some(s), Some(p)) => model::live_range(s)
-                    .rev()
-                    .filter(|o| o - model::ordinal_start(s) >= p)
-                    .collect(),
+                (Some(s), Some(p)) => crate::plan::canary::exposed(s, p),
                 _ => vec![],
             };
             let verified: Vec<i32> = run.passed.iter().rev().copied().collect();
@@ -717,17 +507,17 @@ async fn finish_failed(
             let pods = run.tracker.pods();
             let diagnosis = match ordinal {
                 Some(o) => {
-                    crate::diagnose::pod(run.ctx, &model::pod_name(&run.name, o), pods.get(&o))
+                    explain::pod_failure(run.ctx, &model::pod_name(&run.name, o), pods.get(&o))
                         .await
                 }
                 None => vec![],
             };
             run.progress
-                .println(format!("{} {reason}", ui::red("gate failed:")));
+                .println(format!("{} {reason}", render::red("gate failed:")));
             for d in &diagnosis {
                 run.progress.println(format!("  {d}"));
             }
-            report.outcome = "failed".into();
+            report.outcome = Outcome::Failed;
             report.failure = Some(Failure {
                 pod: ordinal.map(|o| model::pod_name(&run.name, o)),
                 reason: reason.clone(),
@@ -744,9 +534,9 @@ async fn finish_failed(
                     .ok()
                         == Some(1));
             if rollback {
-                report.outcome = "rolled-back".into();
+                report.outcome = Outcome::RolledBack;
                 run.progress.println("rolling back…");
-                crate::commands::rollback::perform(
+                rollback::perform(
                     run.ctx,
                     &run.name,
                     Duration::from_secs(300).max(run.opts.step_timeout),
@@ -769,21 +559,5 @@ async fn finish_failed(
                 run.resume_hint()
             )))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_diff_is_exact() {
-        let old = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2], "gone": true});
-        let new = serde_json::json!({"a": 1, "b": {"c": 5, "d": 3}, "l": [2], "added": "x"});
-        let patch = merge_diff(&old, &new);
-        assert_eq!(
-            patch,
-            serde_json::json!({"b": {"c": 5}, "l": [2], "added": "x", "gone": null})
-        );
     }
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::fixtures::{self, Fixture};
 
-fn inputs(f: &Fixture) -> Inputs {
-    Inputs {
+fn inputs(f: &Fixture) -> DoctorInputs {
+    DoctorInputs {
         statefulsets: f.all("StatefulSet"),
         pods: f.all("Pod"),
         pvcs: f.all("PersistentVolumeClaim"),
@@ -20,12 +20,12 @@ fn inputs(f: &Fixture) -> Inputs {
     }
 }
 
-fn load(file: &str) -> Inputs {
+fn load(file: &str) -> DoctorInputs {
     inputs(&fixtures::load(&format!("doctor/{file}")))
 }
 
-fn diagnose_file(file: &str) -> Vec<Finding> {
-    diagnose(&load(file), None, fixtures::now())
+pub(crate) fn diagnose_file(file: &str) -> Vec<Finding> {
+    examine(&load(file), None, fixtures::now())
 }
 
 fn checks(findings: &[Finding]) -> BTreeSet<&'static str> {
@@ -62,15 +62,15 @@ fn clean_fixture_has_no_findings() {
     assert_eq!(inp.pdbs.len(), 1);
     assert_eq!(inp.deployments.len(), 1);
     assert_eq!(inp.storage_classes.as_ref().map(Vec::len), Some(1));
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
-    assert_eq!(diagnose(&inp, Some("redis"), fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, Some("redis"), fixtures::now()), vec![]);
 }
 
 #[test]
 fn clean_fixture_without_storage_class_access_has_no_findings() {
     let mut inp = load("clean.yaml");
     inp.storage_classes = None;
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
 }
 
 /// Every check id that doctor.rs can emit has a failing fixture named after it.
@@ -135,7 +135,7 @@ fn service_missing() {
 fn service_missing_when_service_name_is_empty() {
     let mut inp = load("clean.yaml");
     inp.statefulsets[0].spec.service_name = None;
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["service-missing"]),
@@ -198,7 +198,7 @@ fn pod_pending_on_missing_storage_class() {
         .as_mut()
         .unwrap()
         .retain(|c| c.name_any() != "sim-unprovisioned");
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["pod-pending"]),
@@ -218,7 +218,7 @@ fn pod_pending_on_missing_storage_class() {
 fn pod_pending_on_missing_pvc() {
     let mut inp = load("pod-pending-pvc.yaml");
     inp.pvcs.retain(|c| c.name_any() != "redis-data-redis-2");
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["pod-pending"]),
@@ -272,7 +272,7 @@ fn pod_pending_ordered_names_the_blocker() {
 fn missing_pods_are_not_blocked_under_parallel_management() {
     let mut inp = load("pod-pending-ordered.yaml");
     inp.statefulsets[0].spec.pod_management_policy = Some("Parallel".into());
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn pending_pod_without_cause_is_starting_until_a_minute_old() {
     };
 
     pod.metadata.creation_timestamp = created("2026-11-20T11:59:30Z");
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
 
     let pod = inp
         .pods
@@ -301,7 +301,7 @@ fn pending_pod_without_cause_is_starting_until_a_minute_old() {
         .find(|p| p.name_any() == "redis-2")
         .unwrap();
     pod.metadata.creation_timestamp = created("2026-11-20T11:58:00Z");
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["pod-pending"]),
@@ -348,7 +348,7 @@ fn orphan_pvcs_sums_their_sizes() {
     let mut inp = load("orphan-pvcs.yaml");
     inp.statefulsets[0].spec.replicas = Some(1);
     inp.pods.retain(|p| p.name_any() == "redis-0");
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["orphan-pvcs"]),
@@ -415,7 +415,7 @@ fn security_root_user_from_the_pod_security_context() {
         run_as_user: Some(0),
         ..Default::default()
     });
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["security-root-user"]),
@@ -515,7 +515,7 @@ fn partition_leftover_is_not_reported_while_the_canary_pod_starts() {
     ));
     let ready = pod.status.as_mut().unwrap().conditions.as_mut().unwrap();
     ready[0].status = "False".into();
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
 }
 
 #[test]
@@ -569,7 +569,7 @@ fn no_pdb_is_not_reported_for_a_single_replica() {
     inp.pvcs.retain(|p| {
         !p.name_any().starts_with("redis-data-") || p.name_any() == "redis-data-redis-0"
     });
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
 }
 
 #[test]
@@ -594,7 +594,7 @@ fn resources_missing_names_only_what_is_missing() {
         .unwrap()
         .containers[0];
     c.resources.as_mut().unwrap().limits = None;
-    let found = diagnose(&inp, None, fixtures::now());
+    let found = examine(&inp, None, fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["resources-missing"]),
@@ -623,7 +623,7 @@ fn deployment_shared_rwo() {
 #[test]
 fn deployment_shared_rwo_is_checked_only_without_a_name() {
     let inp = load("deployment-shared-rwo.yaml");
-    assert_eq!(diagnose(&inp, Some("redis"), fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, Some("redis"), fixtures::now()), vec![]);
 }
 
 #[test]
@@ -635,7 +635,7 @@ fn deployment_shared_rwx_is_fine() {
         .find(|p| p.name_any() == "web-uploads")
         .unwrap();
     pvc.spec.as_mut().unwrap().access_modes = Some(vec!["ReadWriteMany".into()]);
-    assert_eq!(diagnose(&inp, None, fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, None, fixtures::now()), vec![]);
 }
 
 // ---- only one StatefulSet --------------------------------------------------------
@@ -654,7 +654,7 @@ fn only_checks_the_named_statefulset() {
     other.spec.template.metadata.as_mut().unwrap().labels = Some(app);
     inp.statefulsets.push(other);
 
-    let found = diagnose(&inp, Some("other"), fixtures::now());
+    let found = examine(&inp, Some("other"), fixtures::now());
     assert_eq!(
         checks(&found),
         BTreeSet::from(["service-missing"]),
@@ -664,10 +664,10 @@ fn only_checks_the_named_statefulset() {
     assert_eq!(found[0].object, "statefulset/other");
     assert_mentions(&found[0].problem, &["\"other-headless\""]);
 
-    assert_eq!(diagnose(&inp, Some("redis"), fixtures::now()), vec![]);
-    assert_eq!(diagnose(&inp, Some("nope"), fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, Some("redis"), fixtures::now()), vec![]);
+    assert_eq!(examine(&inp, Some("nope"), fixtures::now()), vec![]);
 
-    let all = diagnose(&inp, None, fixtures::now());
+    let all = examine(&inp, None, fixtures::now());
     let got: Vec<(&str, &str)> = all.iter().map(|f| (f.check, f.object.as_str())).collect();
     assert_eq!(
         got,
@@ -706,7 +706,7 @@ fn events_for_returns_the_newest_in_time_order() {
     assert!(events_for(&events, "PersistentVolumeClaim", "redis-data-redis-9", 5).is_empty());
 }
 
-fn pending_pvc(inp: &Inputs) -> PersistentVolumeClaim {
+fn pending_pvc(inp: &DoctorInputs) -> PersistentVolumeClaim {
     inp.pvcs
         .iter()
         .find(|p| p.name_any() == "redis-data-redis-2")
@@ -793,44 +793,6 @@ fn default_class_annotations() {
     assert!(is_default_class(&beta));
 }
 
-// ---- rendering -------------------------------------------------------------------
-
-#[test]
-fn render_without_findings() {
-    let text = console::strip_ansi_codes(&render(&[], &["redis".into()])).into_owned();
-    assert_eq!(text, "✓ no problems found in redis\n");
-}
-
-#[test]
-fn render_shows_severity_check_problem_and_fix() {
-    let mut found = diagnose_file("security-root-user.yaml");
-    found.extend(diagnose_file("partition-leftover-info.yaml"));
-    let text = console::strip_ansi_codes(&render(&found, &["redis".into()])).into_owned();
-    for f in &found {
-        let word = match f.severity {
-            Severity::Error => "ERROR",
-            Severity::Warn => "WARN ",
-            Severity::Info => "INFO ",
-        };
-        assert_mentions(
-            &text,
-            &[
-                &format!("{word} {} [{}]\n", f.object, f.check),
-                &format!("\n      {}\n", f.problem),
-                &format!("\n      fix: {}\n", f.fix),
-            ],
-        );
-    }
-    assert!(
-        text.starts_with("ERROR statefulset/redis/container/redis [security-root-user]\n"),
-        "{text}"
-    );
-    assert!(
-        text.ends_with("\n1 error(s), 1 warning(s), 1 info in redis\n"),
-        "{text}"
-    );
-}
-
 #[test]
 fn partitions_count_from_ordinals_start() {
     // ordinals.start 5: pods 5, 6, 7; partition 1 exposes ordinals 6 and 7.
@@ -861,7 +823,7 @@ fn partitions_count_from_ordinals_start() {
         })
         .collect();
     inp.pvcs.clear();
-    let found = diagnose(&inp, Some("redis"), crate::fixtures::now());
+    let found = examine(&inp, Some("redis"), crate::fixtures::now());
     let leftover: Vec<_> = found
         .iter()
         .filter(|f| f.check == "partition-leftover")

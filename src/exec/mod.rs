@@ -1,0 +1,13 @@
+//! Effects: everything that talks to the API server or waits on it. The decisions
+//! these modules act on are in `plan`; what they print goes through `render`/`ui`.
+
+pub mod access;
+pub mod canary;
+pub mod explain;
+pub mod interrupt;
+pub mod prune;
+pub mod read;
+pub mod rollback;
+pub mod scale;
+pub mod watch;
+pub mod write;

@@ -1,0 +1,192 @@
+//! The rollback engine: restore the template of `currentRevision` with partition 0,
+//! delete pods stuck on the bad revision (kubernetes issue 67250) once per uid, and wait
+//! until every pod is Ready on the restored revision.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use kube::api::{DeleteParams, Preconditions};
+use kube::ResourceExt;
+
+use super::interrupt::Interrupt;
+use super::watch::{Poll, Tracker, WaitEnd};
+use super::write::guarded_patch;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::model;
+use crate::plan::patch::freeze_patch;
+use crate::plan::rollback::{self, stuck, RollbackPlan};
+use crate::plan::template::{same_template, template_from_revision};
+use crate::render::{self, Report};
+
+/// Reads what the rollback plan needs (pods, and the ControllerRevision of the current
+/// revision while a rollout is pending) and plans it; None when there is nothing to do.
+pub async fn gather_plan(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+) -> Result<Option<(RollbackPlan, PodTemplateSpec)>> {
+    let name = sts.name_any();
+    let pods = ctx.statefulset_pods(sts).await?;
+    let restore = if rollback::needs_revision(sts) {
+        let current = model::current_revision(sts).unwrap_or_default().to_string();
+        let cr = ctx
+            .api::<ControllerRevision>()
+            .get(&current)
+            .await
+            .map_err(|e| ctx.err("get", "controllerrevisions", Some(&current), e))?;
+        Some(template_from_revision(&cr.data.0).ok_or_else(|| {
+            Error::stopped(format!("controllerrevision \"{current}\" holds no pod template; cannot roll back statefulset \"{name}\""))
+        })?)
+    } else {
+        None
+    };
+    Ok(rollback::plan(sts, &pods, &ctx.namespace, restore.as_ref()))
+}
+
+/// Sends the rollback's write with dryRun=All: the API server validates it, nothing changes.
+pub async fn dry_run(ctx: &Ctx, sts: &StatefulSet, template: &PodTemplateSpec) -> Result<()> {
+    let gen = sts.metadata.generation.unwrap_or(0);
+    guarded_patch(
+        ctx,
+        &sts.name_any(),
+        gen,
+        Some(sts.clone()),
+        true,
+        |_| false,
+        |rv| freeze_patch(rv, template, 0, sts, None),
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn execute(
+    ctx: &Ctx,
+    sts: StatefulSet,
+    plan: &RollbackPlan,
+    template: &PodTemplateSpec,
+    timeout: Duration,
+) -> Result<()> {
+    let name = sts.name_any();
+    let mut interrupt = Interrupt::install();
+    let mut tracker = Tracker::start(ctx, &sts).await?;
+    let gen = sts.metadata.generation.unwrap_or(0);
+    let restored =
+        |s: &StatefulSet| model::partition(s) == 0 && same_template(&s.spec.template, template);
+    let patched = guarded_patch(
+        ctx,
+        &name,
+        gen,
+        tracker.statefulset(),
+        false,
+        restored,
+        |rv| freeze_patch(rv, template, 0, &sts, None),
+    )
+    .await?;
+    let gen = patched.metadata.generation.unwrap_or(0);
+    render::note(format!(
+        "restored the template of revision {} and set partition 0",
+        plan.restore_revision
+    ));
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let replicas = model::replicas(&sts);
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    let pods_api = ctx.api::<Pod>();
+    loop {
+        // Delete every pod stuck on the bad revision, once per pod uid.
+        let stuck_now: Vec<Pod> = tracker
+            .pods()
+            .into_values()
+            .filter(|p| {
+                stuck(p, &plan.restore_revision) && !deleted.contains(&p.uid().unwrap_or_default())
+            })
+            .collect();
+        for p in stuck_now {
+            let uid = p.uid().unwrap_or_default();
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match pods_api.delete(&p.name_any(), &dp).await {
+                Ok(_) => render::note(format!(
+                    "deleted stuck pod {} (not Ready on revision {})",
+                    p.name_any(),
+                    plan.bad_revision
+                )),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => return Err(ctx.err("delete", "pods", Some(&p.name_any()), e)),
+            }
+            deleted.insert(uid);
+        }
+        let restore = plan.restore_revision.clone();
+        let waited = tracker
+            .wait_for(deadline, &mut interrupt, |t| {
+                let Some(s) = t.statefulset() else {
+                    return Poll::Done(Err("the statefulset was deleted".to_string()));
+                };
+                if s.metadata.generation.unwrap_or(0) > gen {
+                    return Poll::Done(Err(
+                        "the statefulset was changed by someone else during the rollback".into(),
+                    ));
+                }
+                let pods = t.pods();
+                if pods
+                    .values()
+                    .any(|p| stuck(p, &restore) && !deleted.contains(&p.uid().unwrap_or_default()))
+                {
+                    return Poll::Done(Ok(false)); // another stuck pod to delete
+                }
+                if rollback::restored(&s, &pods, &restore, gen) {
+                    Poll::Done(Ok(true))
+                } else {
+                    Poll::Pending(None)
+                }
+            })
+            .await;
+        match waited {
+            Ok(Ok(true)) => break,
+            Ok(Ok(false)) => continue,
+            Ok(Err(why)) => return Err(Error::stopped(format!("rollback of statefulset \"{name}\" stopped: {why}"))),
+            Err(WaitEnd::Timeout) => {
+                return Err(Error::Timeout {
+                    what: format!("pods of statefulset \"{name}\" to be Ready on revision {}", plan.restore_revision),
+                    after: format!("{}s", timeout.as_secs()),
+                })
+            }
+            Err(WaitEnd::Interrupted) => {
+                return Err(Error::Interrupted(format!(
+                    "the old template is restored with partition 0; re-run `kubectl sts-safe rollback {name} -n {}` to delete pods still stuck on the bad revision and wait for the rest",
+                    ctx.namespace
+                )))
+            }
+        }
+    }
+    render::note(format!(
+        "{} statefulset \"{name}\" is back on revision {} with all {replicas} pods Ready ({} stuck pod(s) replaced, {:.1}s)",
+        render::green("rolled back:"),
+        plan.restore_revision,
+        deleted.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Rolls back without asking (used by canary on failure or at the operator's choice).
+pub async fn perform(ctx: &Ctx, name: &str, timeout: Duration, show_plan: bool) -> Result<()> {
+    let sts = ctx.get_statefulset(name).await?;
+    let Some((plan, template)) = gather_plan(ctx, &sts).await? else {
+        render::note(format!(
+            "no rollout is pending on statefulset \"{name}\": nothing to roll back"
+        ));
+        return Ok(());
+    };
+    if show_plan {
+        render::note(plan.text().trim_end());
+    }
+    execute(ctx, sts, &plan, &template, timeout).await
+}

@@ -1,0 +1,191 @@
+//! Watch-driven view of one StatefulSet and its pods. Waiters wake on every event,
+//! so a pod becoming Ready is seen within milliseconds, without polling.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::interrupt::Interrupt;
+use super::read::selector_string;
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::model;
+
+pub struct Tracker {
+    name: String,
+    sts: Store<StatefulSet>,
+    pods: Store<Pod>,
+    changes: watch::Receiver<u64>,
+    last_error: Arc<Mutex<Option<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn drive<K>(
+    stream: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    tx: watch::Sender<u64>,
+    last_error: Arc<Mutex<Option<String>>>,
+) -> JoinHandle<()>
+where
+    K: Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(_) => {
+                    *last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    tx.send_modify(|v| *v += 1);
+                }
+                Err(e) => {
+                    tracing::debug!("watch error (retrying with backoff): {e}");
+                    *last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    tx.send_modify(|v| *v += 1);
+                }
+            }
+        }
+    })
+}
+
+impl Tracker {
+    /// Starts watching `sts` and its pods; returns once both initial lists arrived.
+    pub async fn start(ctx: &Ctx, sts: &StatefulSet) -> Result<Tracker> {
+        let name = sts.name_any();
+        let cfg = watcher::Config::default().timeout(ctx.watch_timeout_secs());
+        let (sts_store, sts_writer) = reflector::store();
+        let (pod_store, pod_writer) = reflector::store();
+        let (tx, rx) = watch::channel(0u64);
+        let last_error = Arc::new(Mutex::new(None));
+        let sts_stream = reflector::reflector(
+            sts_writer,
+            watcher(
+                ctx.api::<StatefulSet>(),
+                cfg.clone().fields(&format!("metadata.name={name}")),
+            )
+            .default_backoff(),
+        );
+        let selector = selector_string(sts);
+        let pod_cfg = if selector.is_empty() {
+            cfg
+        } else {
+            cfg.labels(&selector)
+        };
+        let pod_stream = reflector::reflector(
+            pod_writer,
+            watcher(ctx.api::<Pod>(), pod_cfg).default_backoff(),
+        );
+        let tasks = vec![
+            drive(sts_stream, tx.clone(), last_error.clone()),
+            drive(pod_stream, tx, last_error.clone()),
+        ];
+        let tracker = Tracker {
+            name,
+            sts: sts_store,
+            pods: pod_store,
+            changes: rx,
+            last_error,
+            tasks,
+        };
+        let ready = async {
+            let _ = tracker.sts.wait_until_ready().await;
+            let _ = tracker.pods.wait_until_ready().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(30), ready)
+            .await
+            .is_err()
+        {
+            let why = tracker.watch_error().unwrap_or_else(|| "no answer".into());
+            return Err(ctx.err("watch", "pods", None, kube::Error::Service(why.into())));
+        }
+        Ok(tracker)
+    }
+
+    pub fn statefulset(&self) -> Option<StatefulSet> {
+        self.sts
+            .state()
+            .into_iter()
+            .find(|s| s.name_any() == self.name)
+            .map(|s| (*s).clone())
+    }
+
+    /// The StatefulSet's pods by ordinal.
+    pub fn pods(&self) -> BTreeMap<i32, Pod> {
+        self.pods
+            .state()
+            .into_iter()
+            .filter_map(|p| Some((model::ordinal_of(&self.name, &p.name_any())?, (*p).clone())))
+            .collect()
+    }
+
+    pub fn watch_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits for the next watch event, at most until `until`.
+    pub async fn changed(&mut self, until: Instant) {
+        let _ = tokio::time::timeout_at(until.into(), self.changes.changed()).await;
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// What a wait loop's evaluation says.
+pub enum Poll<T> {
+    Done(T),
+    /// Not yet; re-evaluate on the next event or after this long at the latest.
+    Pending(Option<Duration>),
+}
+
+/// Why a wait ended without its condition.
+#[derive(Debug)]
+pub enum WaitEnd {
+    Timeout,
+    Interrupted,
+}
+
+impl Tracker {
+    /// Re-evaluates `eval` on every watch event (and at the times it asks for) until
+    /// it is done, `deadline` passes or an interrupt arrives.
+    pub async fn wait_for<T>(
+        &mut self,
+        deadline: Instant,
+        interrupt: &mut Interrupt,
+        mut eval: impl FnMut(&Tracker) -> Poll<T>,
+    ) -> std::result::Result<T, WaitEnd> {
+        loop {
+            if interrupt.is_set() {
+                return Err(WaitEnd::Interrupted);
+            }
+            let wake = match eval(self) {
+                Poll::Done(v) => return Ok(v),
+                Poll::Pending(after) => after,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WaitEnd::Timeout);
+            }
+            let until = wake.map(|d| (now + d).min(deadline)).unwrap_or(deadline);
+            tokio::select! {
+                _ = self.changed(until) => {}
+                _ = interrupt.wait() => return Err(WaitEnd::Interrupted),
+            }
+        }
+    }
+}

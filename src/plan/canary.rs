@@ -1,0 +1,367 @@
+//! The canary's decisions: whether a run starts or resumes, which pods must be Ready
+//! before it starts, the gates and steps it keeps across `--resume`, and the plan shown
+//! before the first write. Pure: every input is an object already read.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+
+use super::gate;
+use super::steps::{self, Step, StepTarget};
+use super::template::{self, same_template, template_digest, Change};
+use super::API_VERSION;
+use crate::error::{Error, Result};
+use crate::model;
+
+/// What to do when a gate fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop where it failed; the partition keeps the remaining pods on the old revision
+    Pause,
+    /// Restore the old revision everywhere
+    Rollback,
+}
+
+/// The gate and step flags as given on the command line (None = not given).
+#[derive(Debug, Clone, Default)]
+pub struct SettingsFlags {
+    pub steps: Option<Vec<String>>,
+    pub soak: Option<Duration>,
+    pub step_timeout: Option<Duration>,
+    pub max_restarts: Option<i32>,
+    pub check_cmd: Option<String>,
+    pub on_failure: Option<OnFailure>,
+}
+
+/// Annotation on the StatefulSet recording how the pending canary was started, so
+/// that `--resume` keeps its gates and steps.
+pub const SETTINGS_ANNOTATION: &str = "sts-safe.dev/canary";
+
+/// A run's gates and steps, as given or as recorded by the run that started it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSettings {
+    /// Digest of the template being rolled out: the record belongs to that rollout only.
+    pub template: String,
+    pub steps: Option<Vec<String>>,
+    pub soak_seconds: u64,
+    pub step_timeout_seconds: u64,
+    pub max_restarts: i32,
+    pub check_cmd: Option<String>,
+    pub on_failure: OnFailure,
+}
+
+impl RunSettings {
+    /// Flags given now win; the rest come from `recorded`, else the defaults.
+    pub fn resolve(
+        args: &SettingsFlags,
+        recorded: Option<&RunSettings>,
+        template: String,
+    ) -> RunSettings {
+        RunSettings {
+            template,
+            steps: args
+                .steps
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.steps.clone())),
+            soak_seconds: args
+                .soak
+                .map(|d| d.as_secs())
+                .or(recorded.map(|r| r.soak_seconds))
+                .unwrap_or(0),
+            step_timeout_seconds: args
+                .step_timeout
+                .map(|d| d.as_secs())
+                .or(recorded.map(|r| r.step_timeout_seconds))
+                .unwrap_or(300),
+            max_restarts: args
+                .max_restarts
+                .or(recorded.map(|r| r.max_restarts))
+                .unwrap_or(0),
+            check_cmd: args
+                .check_cmd
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.check_cmd.clone())),
+            on_failure: args
+                .on_failure
+                .or(recorded.map(|r| r.on_failure))
+                .unwrap_or(OnFailure::Pause),
+        }
+    }
+
+    pub fn soak(&self) -> Duration {
+        Duration::from_secs(self.soak_seconds)
+    }
+
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_secs(self.step_timeout_seconds.max(1))
+    }
+}
+
+/// The settings recorded for the rollout of the StatefulSet's current template, if any.
+pub fn recorded_settings(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<RunSettings> {
+    let raw = sts
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(SETTINGS_ANNOTATION)?;
+    let s: RunSettings = serde_json::from_str(raw).ok()?;
+    (s.template == template_digest(&sts.spec.template)).then_some(s)
+}
+
+/// How a canary invocation relates to the StatefulSet's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A new rollout of the requested template.
+    Fresh,
+    /// Continue the pending rollout (`--resume`, or the same template asked again).
+    Resume,
+    /// Nothing to do, with the reason shown to the operator (exit 0).
+    Nothing(String),
+}
+
+/// Decides between a fresh run, a resume and nothing to do. `requested` is the template
+/// asked for by --image/--patch (None with --resume). Another rollout pending is a stop.
+pub fn decide_start(
+    sts: &StatefulSet,
+    requested: Option<&PodTemplateSpec>,
+    namespace: &str,
+) -> Result<Start> {
+    let name = sts.name_any();
+    let pending = model::rollout_pending(sts);
+    match (requested, pending) {
+        (None, false) => Ok(Start::Nothing(format!(
+            "no rollout is pending on statefulset \"{name}\": nothing to resume"
+        ))),
+        (None, true) => Ok(Start::Resume),
+        (Some(t), true) if same_template(t, &sts.spec.template) => Ok(Start::Resume),
+        (Some(_), true) => Err(Error::stopped(format!(
+            "statefulset \"{name}\" already has a rollout pending ({} → {}, partition {}): continue it with `kubectl sts-safe canary {name} -n {namespace} --resume` or undo it with `kubectl sts-safe rollback {name} -n {namespace}`",
+            model::current_revision(sts).unwrap_or("?"),
+            model::update_revision(sts).unwrap_or("?"),
+            model::partition(sts),
+        ))),
+        (Some(t), false) if same_template(t, &sts.spec.template) => Ok(Start::Nothing(format!(
+            "nothing to roll out: statefulset \"{name}\" already runs this template"
+        ))),
+        (Some(_), false) => Ok(Start::Fresh),
+    }
+}
+
+/// Pods that must be Ready before the run starts: every live ordinal, except (when
+/// resuming) those already exposed to the new revision, which the run re-verifies.
+pub fn unready_before_start(sts: &StatefulSet, pods: &[Pod], resume: bool) -> Vec<String> {
+    let name = sts.name_any();
+    let start = model::ordinal_start(sts);
+    let partition = model::partition(sts);
+    model::live_range(sts)
+        .filter(|o| !resume || *o - start < partition)
+        .filter(|o| {
+            !pods.iter().any(|p| {
+                model::ordinal_of(&name, &p.name_any()) == Some(*o) && model::is_available(p)
+            })
+        })
+        .map(|o| model::pod_name(&name, o))
+        .collect()
+}
+
+/// Warnings for PodDisruptionBudgets over these pods that allow no disruption now.
+pub fn pdb_warnings(sts: &StatefulSet, pdbs: &[PodDisruptionBudget]) -> Vec<String> {
+    model::pdbs_over(sts, pdbs)
+        .into_iter()
+        .filter(|p| p.status.as_ref().is_some_and(|s| s.disruptions_allowed == Some(0)))
+        .map(|p| {
+            format!(
+                "PodDisruptionBudget \"{}\" allows 0 disruptions right now; rollouts ignore PDBs (kubernetes issue 89820), so each step takes a pod it protects",
+                p.name_any()
+            )
+        })
+        .collect()
+}
+
+/// `--steps` entries parsed; bad ones are usage errors.
+pub fn parse_targets(list: Option<&[String]>) -> Result<Option<Vec<StepTarget>>> {
+    list.map(|v| {
+        v.iter()
+            .map(|s| steps::parse_target(s))
+            .collect::<Result<Vec<_>>>()
+    })
+    .transpose()
+}
+
+/// What the plan is built from, all read before the first write.
+pub struct PlanInputs<'a> {
+    pub sts: &'a StatefulSet,
+    pub namespace: &'a str,
+    /// The template to roll out (None when resuming).
+    pub requested: Option<&'a PodTemplateSpec>,
+    pub resume: bool,
+    pub settings: &'a RunSettings,
+    /// Whether `settings` came from the record of the run that started the rollout.
+    pub recorded: bool,
+    pub unready: &'a [String],
+    pub pdb_warnings: Vec<String>,
+}
+
+/// The plan shown before the first write: freeze, steps, gates and warnings.
+pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
+    let sts = inp.sts;
+    let replicas = model::replicas(sts);
+    let start = model::ordinal_start(sts);
+    let partition_now = model::partition(sts);
+    let targets = parse_targets(inp.settings.steps.as_deref())?;
+    let mut warnings = vec![];
+    match (inp.recorded, inp.resume) {
+        (true, true) => warnings.push("resuming with the gates and steps of the run that started this rollout (flags given now override them)".into()),
+        (false, true) => warnings.push("no record of how this rollout was started (not by kubectl sts-safe, or edited since): using the gates given now or the defaults".into()),
+        _ => {}
+    }
+    let (all_steps, step_warnings) = steps::compute(replicas, start, targets.as_deref());
+    warnings.extend(step_warnings);
+    if !inp.unready.is_empty() {
+        warnings.push(format!(
+            "starting with pods not Ready (--allow-unready): {}",
+            inp.unready.join(", ")
+        ));
+    }
+    warnings.extend(inp.pdb_warnings);
+    let planned_steps = if inp.resume {
+        steps::remaining(&all_steps, partition_now)
+    } else {
+        all_steps
+    };
+    let changes = match (inp.requested, inp.resume) {
+        (Some(t), false) => template::diff(&sts.spec.template, t),
+        _ => vec![],
+    };
+    let soak = gate::soak(model::min_ready_seconds(sts), inp.settings.soak());
+    Ok(CanaryPlan {
+        api_version: API_VERSION,
+        kind: "CanaryPlan",
+        statefulset: sts.name_any(),
+        namespace: inp.namespace.to_string(),
+        replicas,
+        ordinal_start: start,
+        resume: inp.resume,
+        current_revision: model::current_revision(sts).map(str::to_string),
+        changes,
+        freeze_partition: partition_now.max(replicas),
+        steps: planned_steps,
+        gates: Gates {
+            soak_seconds: soak.as_secs(),
+            min_ready_seconds: model::min_ready_seconds(sts),
+            step_timeout_seconds: inp.settings.step_timeout().as_secs(),
+            max_restarts: inp.settings.max_restarts,
+            check_cmd: inp.settings.check_cmd.clone(),
+        },
+        warnings,
+    })
+}
+
+/// Ordinals already exposed to the new revision at `partition` (highest first).
+pub fn exposed(sts: &StatefulSet, partition: i32) -> Vec<i32> {
+    let start = model::ordinal_start(sts);
+    model::live_range(sts)
+        .rev()
+        .filter(|o| o - start >= partition)
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gates {
+    pub soak_seconds: u64,
+    pub min_ready_seconds: i32,
+    pub step_timeout_seconds: u64,
+    pub max_restarts: i32,
+    pub check_cmd: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryPlan {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub statefulset: String,
+    pub namespace: String,
+    pub replicas: i32,
+    pub ordinal_start: i32,
+    pub resume: bool,
+    pub current_revision: Option<String>,
+    pub changes: Vec<Change>,
+    /// The partition set together with the new template, before any pod is touched.
+    pub freeze_partition: i32,
+    pub steps: Vec<Step>,
+    pub gates: Gates,
+    pub warnings: Vec<String>,
+}
+
+/// How a canary run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Completed,
+    /// The operator chose to stop between steps.
+    Stopped,
+    /// A gate failed; the partition stays where it was.
+    Failed,
+    RolledBack,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    pub number: usize,
+    pub partition: i32,
+    pub ordinals: Vec<i32>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub pod: Option<String>,
+    pub reason: String,
+    pub diagnosis: Vec<String>,
+}
+
+/// The `-o json|yaml` document of a canary run (kind CanaryReport).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryReport {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plan: CanaryPlan,
+    pub outcome: Outcome,
+    pub update_revision: Option<String>,
+    pub partition: Option<i32>,
+    pub steps: Vec<StepResult>,
+    pub failure: Option<Failure>,
+    pub seconds: f64,
+}
+
+impl CanaryReport {
+    pub fn new(plan: CanaryPlan) -> Self {
+        CanaryReport {
+            api_version: API_VERSION,
+            kind: "CanaryReport",
+            plan,
+            outcome: Outcome::Completed,
+            update_revision: None,
+            partition: None,
+            steps: vec![],
+            failure: None,
+            seconds: 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "canary_tests.rs"]
+mod tests;

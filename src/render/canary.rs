@@ -1,0 +1,144 @@
+//! Text of the canary and rollback documents.
+
+use super::{bold, green, red, yellow, Report};
+use crate::model;
+use crate::plan::canary::{CanaryPlan, CanaryReport};
+use crate::plan::rollback::RollbackPlan;
+use crate::plan::template::Change;
+
+pub fn render_changes(changes: &[Change]) -> String {
+    let mut s = String::new();
+    for c in changes {
+        let who = c
+            .container
+            .as_deref()
+            .map(|c| format!("container {c}: "))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "  {who}{} {} → {}\n",
+            c.field,
+            red(&c.from),
+            green(&c.to)
+        ));
+    }
+    s
+}
+
+impl Report for CanaryPlan {
+    fn text(&self) -> String {
+        let p = self;
+        let mut s = format!(
+            "Canary plan for statefulset {}/{} ({} replicas){}\n",
+            p.namespace,
+            bold(&p.statefulset),
+            p.replicas,
+            if p.resume {
+                ", resuming the pending rollout"
+            } else {
+                ""
+            }
+        );
+        if !p.changes.is_empty() {
+            s.push_str("Template change:\n");
+            s.push_str(&render_changes(&p.changes));
+        }
+        if !p.resume {
+            s.push_str(&format!(
+                "Freeze: set partition {} together with the new template (no pod changes yet)\n",
+                p.freeze_partition
+            ));
+        }
+        s.push_str("Steps (ordinals updated highest first; each waits for its gate):\n");
+        for st in &p.steps {
+            s.push_str(&format!(
+                "  {}. partition → {:<3} update {:<12} ({} of {} on the new revision)\n",
+                st.number,
+                st.partition,
+                st.ordinals
+                    .iter()
+                    .map(|o| format!("{}-{o}", p.statefulset))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                st.updated,
+                p.replicas
+            ));
+        }
+        let g = &p.gates;
+        s.push_str(&format!(
+        "Gate per pod: recreated on the new revision, Running, Ready for {}s{}, restarts ≤ {}{}; step timeout {}s\n",
+        g.soak_seconds,
+        if g.min_ready_seconds > 0 {
+            format!(" (minReadySeconds {} + --soak)", g.min_ready_seconds)
+        } else {
+            String::new()
+        },
+        g.max_restarts,
+        g.check_cmd.as_deref().map(|c| format!(", `{c}` exits 0")).unwrap_or_default(),
+        g.step_timeout_seconds
+    ));
+        for w in &p.warnings {
+            s.push_str(&format!("{} {w}\n", yellow("warning:")));
+        }
+        s
+    }
+}
+
+impl Report for RollbackPlan {
+    fn text(&self) -> String {
+        let p = self;
+        let mut s = format!(
+            "Rollback plan for statefulset {}/{}: restore revision {} (from {})\n",
+            p.namespace,
+            bold(&p.statefulset),
+            p.restore_revision,
+            p.bad_revision
+        );
+        if !p.changes.is_empty() {
+            s.push_str("Template change:\n");
+            s.push_str(&render_changes(&p.changes));
+        }
+        s.push_str("Set partition 0 with the restored template; the controller replaces pods on the bad revision, highest first\n");
+        if p.delete_pods.is_empty() {
+            s.push_str("No pod is stuck on the bad revision\n");
+        } else {
+            s.push_str(&format!(
+            "Delete stuck pod(s) {} so they are recreated from the restored template (kubernetes issue 67250)\n",
+            p.delete_pods.join(", ")
+        ));
+        }
+        s.push_str("Then wait until every pod is Ready on the restored revision\n");
+        for w in &p.warnings {
+            s.push_str(&format!("{} {w}\n", yellow("warning:")));
+        }
+        s
+    }
+}
+
+/// Pod names of a StatefulSet's ordinals, comma-separated.
+pub fn pod_names(sts: &str, ordinals: &[i32]) -> String {
+    ordinals
+        .iter()
+        .map(|o| model::pod_name(sts, *o))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The run's step timings (the plan and progress were shown while it ran).
+impl Report for CanaryReport {
+    fn text(&self) -> String {
+        if self.steps.is_empty() {
+            return String::new();
+        }
+        let mut s = String::from("Step timings:\n");
+        for st in &self.steps {
+            s.push_str(&format!(
+                "  {}. partition {:<3} {:<24} {:.1}s\n",
+                st.number,
+                st.partition,
+                pod_names(&self.plan.statefulset, &st.ordinals),
+                st.seconds
+            ));
+        }
+        s
+    }
+}
