@@ -24,9 +24,11 @@ cluster-up:
 cluster-down:
 	@$(CLUSTER) down
 
+# fmt, clippy, and the layout's rules (imports point down, plan/ is pure, short files).
 lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --test architecture
 
 unit: toolchain
 	cargo test --workspace --lib --bins $(CARGO_TEST_FLAGS)

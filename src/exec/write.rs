@@ -51,28 +51,36 @@ pub async fn guarded_patch(
             },
         };
         let generation = cur.metadata.generation.unwrap_or(0);
-        if generation < expected_generation {
-            continue; // a cached copy older than our own last write: read the real one
-        }
-        if generation != expected_generation {
-            if unanswered && !dry_run && generation == expected_generation + 1 && applied(&cur) {
-                return Ok(cur); // our write went through; only its answer was lost
+        match judge(
+            generation,
+            expected_generation,
+            unanswered && !dry_run,
+            || applied(&cur),
+        ) {
+            Before::ReadAgain => continue,
+            Before::Ours => return Ok(cur),
+            Before::Conflict => {
+                return Err(Error::Conflict {
+                    object: format!("statefulset \"{name}\""),
+                    detail: format!(
+                        "its spec moved from generation {expected_generation} to {generation}"
+                    ),
+                })
             }
-            return Err(Error::Conflict {
-                object: format!("statefulset \"{name}\""),
-                detail: format!(
-                    "its spec moved from generation {expected_generation} to {generation}"
-                ),
-            });
+            Before::Write => {}
         }
         let rv = cur.resource_version().unwrap_or_default();
         let pp = kube::api::PatchParams {
             dry_run,
             ..Default::default()
         };
-        match api.patch(name, &pp, &make_patch(&rv)).await {
+        let err = match api.patch(name, &pp, &make_patch(&rv)).await {
             Ok(s) => return Ok(s),
-            Err(kube::Error::Api(s)) if s.code == 422 => {
+            Err(e) => e,
+        };
+        let retry_allowed = Instant::now() < give_up;
+        match (classify(&err), err) {
+            (Failed::Invalid, kube::Error::Api(s)) => {
                 // A failed generation test answers 422 with no detail: re-read to tell a
                 // concurrent spec change (generation moved) from a genuinely invalid patch.
                 let now = api
@@ -84,35 +92,145 @@ pub async fn guarded_patch(
                 }
                 current = Some(now);
             }
-            Err(kube::Error::Api(s)) if s.code == 409 && conflicts < 5 => {
+            (Failed::Stale, _) if conflicts < 5 => {
                 // This attempt was not applied; an earlier unanswered one may have been,
                 // so `unanswered` keeps its value.
                 conflicts += 1;
                 tracing::debug!("resourceVersion {rv} of statefulset {name} is stale; re-reading");
             }
-            Err(e) if transient(&e) && Instant::now() < give_up => {
+            (Failed::Transient { answered }, e) if retry_allowed => {
                 // A 5xx is an answer too, but after a connection error we cannot know.
-                unanswered |= !matches!(e, kube::Error::Api(_));
+                unanswered |= !answered;
                 tracing::debug!("patch of statefulset {name} failed ({e}); retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => {
+            (Failed::Stale, _) => {
                 return Err(Error::Conflict {
                     object: format!("statefulset \"{name}\""),
                     detail: "it kept changing while the patch was retried".into(),
                 })
             }
-            Err(e) => return Err(ctx.err("patch", "statefulsets", Some(name), e)),
+            (_, e) => return Err(ctx.err("patch", "statefulsets", Some(name), e)),
         }
+    }
+}
+
+/// What the StatefulSet read before an attempt says about it.
+#[derive(Debug, PartialEq, Eq)]
+enum Before {
+    /// The spec is the one planned from: send the patch.
+    Write,
+    /// A cached copy older than our own last write: read the real one.
+    ReadAgain,
+    /// Our earlier, unanswered write went through; only its answer was lost.
+    Ours,
+    /// Someone else changed the spec.
+    Conflict,
+}
+
+/// `maybe_ours`: an earlier attempt got no answer (and it was not a dry run);
+/// `applied`: the spec now is exactly the change we asked for.
+fn judge(
+    generation: i64,
+    expected: i64,
+    maybe_ours: bool,
+    applied: impl FnOnce() -> bool,
+) -> Before {
+    if generation < expected {
+        Before::ReadAgain
+    } else if generation == expected {
+        Before::Write
+    } else if maybe_ours && generation == expected + 1 && applied() {
+        Before::Ours
+    } else {
+        Before::Conflict
+    }
+}
+
+/// How a failed patch is handled.
+#[derive(Debug, PartialEq, Eq)]
+enum Failed {
+    /// 422: an invalid patch, or the generation test failed (re-read to tell which).
+    Invalid,
+    /// 409: the resourceVersion was stale; re-read and retry (a few times).
+    Stale,
+    /// No connection or the server briefly unavailable: retry for a while. `answered`
+    /// is false when the request may have been applied without us hearing back.
+    Transient { answered: bool },
+    /// Anything else stops the write.
+    Fatal,
+}
+
+fn classify(e: &kube::Error) -> Failed {
+    match e {
+        kube::Error::Api(s) if s.code == 422 => Failed::Invalid,
+        kube::Error::Api(s) if s.code == 409 => Failed::Stale,
+        kube::Error::Api(s) if matches!(s.code, 429 | 500 | 502 | 503 | 504) => {
+            Failed::Transient { answered: true }
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            Failed::Transient { answered: false }
+        }
+        _ => Failed::Fatal,
     }
 }
 
 /// Errors worth retrying: no connection, or the server briefly unavailable.
 fn transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
+    matches!(classify(e), Failed::Transient { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("x", "y")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn failed_patches_are_classified_by_what_a_retry_can_fix() {
+        assert_eq!(classify(&api(422)), Failed::Invalid);
+        assert_eq!(classify(&api(409)), Failed::Stale);
+        for code in [429, 500, 502, 503, 504] {
+            assert_eq!(
+                classify(&api(code)),
+                Failed::Transient { answered: true },
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404] {
+            assert_eq!(classify(&api(code)), Failed::Fatal, "{code}");
+        }
+        let lost = kube::Error::Service("connection reset".into());
+        assert_eq!(classify(&lost), Failed::Transient { answered: false });
+        assert!(transient(&lost) && transient(&api(503)) && !transient(&api(403)));
+    }
+
+    #[test]
+    fn only_an_unanswered_write_exactly_one_generation_on_can_be_ours() {
+        assert_eq!(judge(4, 5, false, || true), Before::ReadAgain);
+        assert_eq!(judge(5, 5, true, || true), Before::Write);
+        assert_eq!(judge(6, 5, true, || true), Before::Ours);
+        assert_eq!(
+            judge(6, 5, false, || true),
+            Before::Conflict,
+            "answered: never ours"
+        );
+        assert_eq!(
+            judge(6, 5, true, || false),
+            Before::Conflict,
+            "not our change"
+        );
+        assert_eq!(
+            judge(7, 5, true, || true),
+            Before::Conflict,
+            "two writes since"
+        );
     }
 }

@@ -73,3 +73,151 @@ fn recorded_settings_belong_to_one_template() {
         "a different template is a different rollout"
     );
 }
+
+fn midway() -> (StatefulSet, Vec<Pod>) {
+    let f = crate::fixtures::load("redis-canary-midway.yaml");
+    (f.sts(), f.pods())
+}
+
+fn with_image(sts: &StatefulSet, image: &str) -> PodTemplateSpec {
+    let mut t = sts.spec.template.clone();
+    t.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+    t
+}
+
+#[test]
+fn start_resume_or_nothing() {
+    let (pending, _) = midway();
+    let running = pending.spec.template.clone();
+    assert_eq!(decide_start(&pending, None, "db").unwrap(), Start::Resume);
+    assert_eq!(
+        decide_start(&pending, Some(&running), "db").unwrap(),
+        Start::Resume,
+        "asking again for the template being rolled out continues it"
+    );
+    let other = with_image(&pending, "redis:8");
+    let e = decide_start(&pending, Some(&other), "db").unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string()
+            .contains("already has a rollout pending (redis-aaa → redis-bbb, partition 2)"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("canary redis -n db --resume"), "{e}");
+
+    let mut converged = pending.clone();
+    converged.status.as_mut().unwrap().current_revision = Some("redis-bbb".into());
+    assert!(
+        matches!(decide_start(&converged, None, "db").unwrap(), Start::Nothing(w) if w.contains("nothing to resume"))
+    );
+    assert!(
+        matches!(decide_start(&converged, Some(&running), "db").unwrap(), Start::Nothing(w) if w.contains("already runs this template"))
+    );
+    assert_eq!(
+        decide_start(&converged, Some(&other), "db").unwrap(),
+        Start::Fresh
+    );
+}
+
+#[test]
+fn pods_to_be_ready_before_start() {
+    let (sts, pods) = midway();
+    // Fresh: every live ordinal, and redis-1 is missing.
+    assert_eq!(unready_before_start(&sts, &pods, false), vec!["redis-1"]);
+    // Resuming at partition 2: redis-2 is re-verified by the run; redis-1 must be Ready.
+    assert_eq!(unready_before_start(&sts, &pods, true), vec!["redis-1"]);
+    let healthy: Vec<Pod> = pods
+        .iter()
+        .filter(|p| crate::model::name(*p) != "redis-0")
+        .cloned()
+        .collect();
+    assert_eq!(
+        unready_before_start(&sts, &healthy, true),
+        vec!["redis-0", "redis-1"]
+    );
+    assert_eq!(exposed(&sts, 2), vec![2]);
+    assert_eq!(exposed(&sts, 0), vec![2, 1, 0]);
+}
+
+#[test]
+fn a_resumed_plan_keeps_only_the_remaining_steps() {
+    let (sts, _) = midway();
+    let settings = RunSettings::resolve(&SettingsFlags::default(), None, "t".into());
+    let p = build_plan(PlanInputs {
+        sts: &sts,
+        namespace: "db",
+        requested: None,
+        resume: true,
+        settings: &settings,
+        recorded: false,
+        unready: &[],
+        pdb_warnings: vec![],
+    })
+    .unwrap();
+    assert_eq!(
+        p.steps.iter().map(|s| s.partition).collect::<Vec<_>>(),
+        vec![1, 0]
+    );
+    assert!(p.changes.is_empty());
+    assert_eq!(p.freeze_partition, 3);
+    assert!(
+        p.warnings[0].contains("no record of how this rollout was started"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
+    let (mut sts, _) = midway();
+    sts.status.as_mut().unwrap().current_revision = Some("redis-bbb".into());
+    sts.spec.update_strategy = None;
+    sts.spec.min_ready_seconds = Some(10);
+    let new = with_image(&sts, "redis:8");
+    let flags = SettingsFlags {
+        steps: Some(vec!["1".into(), "100%".into()]),
+        soak: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let settings = RunSettings::resolve(&flags, None, template_digest(&new));
+    let p = build_plan(PlanInputs {
+        sts: &sts,
+        namespace: "db",
+        requested: Some(&new),
+        resume: false,
+        settings: &settings,
+        recorded: false,
+        unready: &["redis-1".to_string()],
+        pdb_warnings: vec!["pdb".into()],
+    })
+    .unwrap();
+    assert_eq!(p.freeze_partition, 3);
+    assert_eq!(
+        p.steps.iter().map(|s| s.partition).collect::<Vec<_>>(),
+        vec![2, 0]
+    );
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].to, "redis:8");
+    assert_eq!((p.gates.soak_seconds, p.gates.min_ready_seconds), (15, 10));
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("--allow-unready): redis-1")));
+    assert_eq!(p.warnings.last().map(String::as_str), Some("pdb"));
+    let bad = RunSettings {
+        steps: Some(vec!["0%".into()]),
+        ..settings
+    };
+    let e = build_plan(PlanInputs {
+        sts: &sts,
+        namespace: "db",
+        requested: Some(&new),
+        resume: false,
+        settings: &bad,
+        recorded: false,
+        unready: &[],
+        pdb_warnings: vec![],
+    })
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+}

@@ -766,7 +766,18 @@ async fn older_than_keeps_young_pvcs() {
 
 #[tokio::test]
 async fn ctrl_c_stops_between_deletions() {
-    let ns = TestNs::new("prune-ctrlc").await;
+    signal_stops_between_deletions("INT", "prune-ctrlc").await;
+}
+
+/// SIGTERM (a CI job cancelled, `kill`) stops prune like Ctrl-C, as it stops the
+/// other writers.
+#[tokio::test]
+async fn sigterm_stops_between_deletions() {
+    signal_stops_between_deletions("TERM", "prune-sigterm").await;
+}
+
+async fn signal_stops_between_deletions(signal: &str, ns_name: &str) {
+    let ns = TestNs::new(ns_name).await;
     ns.ready_redis(1).await;
     // Many left-over claims of a class nothing provisions: deletions take a while.
     let count = 120;
@@ -832,7 +843,7 @@ async fn ctrl_c_stops_between_deletions() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(sent.success());
@@ -852,7 +863,7 @@ async fn ctrl_c_stops_between_deletions() {
         "stdout:\n{out}\nstderr:\n{stderr}"
     );
     assert!(
-        stderr.contains("interrupted: stopped by Ctrl-C after deleting"),
+        stderr.contains("interrupted: stopped after deleting"),
         "{stderr}"
     );
     let deleted = out.lines().filter(|l| l.starts_with("deleted ")).count();
