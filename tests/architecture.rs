@@ -239,3 +239,35 @@ fn the_checks_see_what_they_check() {
         .unwrap();
     assert!(exec_canary.contains("crate::plan::"));
 }
+
+#[test]
+fn every_document_kind_is_documented_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let table = &readme[readme.find("## `-o json` / `-o yaml` structures").unwrap()..];
+    let mut kinds = vec![];
+    for (path, top, _, code) in files() {
+        if top != "plan" {
+            assert!(
+                !code.contains("API_VERSION") || top == "render",
+                "{}: documents are built in plan/",
+                path.display()
+            );
+            continue;
+        }
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("kind: \"") {
+            let after = &rest[i + 7..];
+            let kind: String = after.chars().take_while(|c| *c != '"').collect();
+            kinds.push((path.clone(), kind));
+            rest = after;
+        }
+    }
+    assert!(kinds.len() >= 9, "{kinds:?}");
+    let missing: Vec<String> = kinds
+        .iter()
+        .filter(|(_, k)| !table.contains(&format!("`{k}`")))
+        .map(|(p, k)| format!("{k} ({})", p.display()))
+        .collect();
+    assert!(missing.is_empty(), "not in the README's table: {missing:?}");
+}

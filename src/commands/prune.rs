@@ -15,7 +15,6 @@ use crate::exec::read::{list_all, ALL_NAMESPACES};
 use crate::plan::prune::{
     self, exit_code, question, summarize, PruneInputs, PrunePlan, PruneReport, Scope,
 };
-use crate::plan::API_VERSION;
 use crate::render::{self, Output, Report};
 use crate::ui;
 
@@ -109,14 +108,7 @@ fn confirm_groups(ctx: &Ctx, yes: bool, plan: &PrunePlan) -> Result<(bool, bool)
 fn finish(ctx: &Ctx, plan: PrunePlan, run: PruneRun, dry_run: bool) -> Result<i32> {
     let summary = summarize(&run.outcomes);
     let code = exit_code(&run.outcomes);
-    let report = PruneReport {
-        api_version: API_VERSION,
-        kind: "PruneReport",
-        dry_run: if dry_run { "server" } else { "none" },
-        plan,
-        results: run.outcomes,
-        summary,
-    };
+    let report = PruneReport::new(plan, run.outcomes, summary, dry_run);
     render::show(ctx.output, &report)?;
     if let Some(e) = run.error {
         return Err(e);

@@ -579,6 +579,19 @@ pub fn summarize(results: &[Outcome]) -> Summary {
     }
 }
 
+impl PruneReport {
+    pub fn new(plan: PrunePlan, results: Vec<Outcome>, summary: Summary, dry_run: bool) -> Self {
+        PruneReport {
+            api_version: API_VERSION,
+            kind: "PruneReport",
+            dry_run: if dry_run { "server" } else { "none" },
+            plan,
+            results,
+            summary,
+        }
+    }
+}
+
 /// The confirmation question for one group of PVCs.
 pub fn question(what: &str, t: &Total, entries: &[PlanEntry]) -> String {
     let destroyed = entries
