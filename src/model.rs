@@ -507,6 +507,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ages_read_like_kubectl_and_never_go_negative() {
+        let cases = [
+            (-5, "0s"),
+            (0, "0s"),
+            (119, "119s"),
+            (120, "2m"),
+            (7199, "119m"),
+            (7200, "2h"),
+            (172_799, "47h"),
+            (172_800, "2d"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(format_age(secs), text, "{secs}");
+        }
+        let now: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let later = Time("2026-11-20T12:00:30Z".parse().unwrap());
+        assert_eq!(age(Some(&later), now), "0s", "a clock ahead of ours");
+        assert_eq!(age(None, now), "<unknown>");
+    }
+
+    #[test]
     fn ordinals_parse_strictly() {
         assert_eq!(parse_ordinal("0"), Some(0));
         assert_eq!(parse_ordinal("12"), Some(12));

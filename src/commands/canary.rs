@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::exec::canary::{self as engine, CanaryOptions};
 use crate::exec::{access, write};
 use crate::plan::canary::{self, PlanInputs, RunSettings, Start};
-use crate::plan::patch::freeze_patch;
 use crate::plan::template;
 use crate::render::{self, Output};
 use crate::ui;
@@ -133,18 +132,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     }
     if dry_run == DryRun::Server {
         if let Some(t) = &new_template {
-            let gen = sts.metadata.generation.unwrap_or(0);
-            let freeze = plan.freeze_partition;
-            write::guarded_patch(
-                ctx,
-                &name,
-                gen,
-                Some(sts.clone()),
-                true,
-                |_| false,
-                |rv| freeze_patch(rv, t, freeze, &sts, Some(&record)),
-            )
-            .await?;
+            write::dry_run_freeze(ctx, &sts, t, plan.freeze_partition, Some(&record)).await?;
         }
         return Ok(super::server_accepted("the change"));
     }

@@ -5,7 +5,7 @@
 use crate::cli::{DryRun, RollbackArgs};
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::exec::{access, rollback};
+use crate::exec::{access, rollback, write};
 use crate::render;
 use crate::ui;
 
@@ -22,7 +22,7 @@ pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<i32> {
     match args.mutate.dry_run {
         DryRun::Client => return Ok(0),
         DryRun::Server => {
-            rollback::dry_run(ctx, &sts, &template).await?;
+            write::dry_run_freeze(ctx, &sts, &template, 0, None).await?;
             return Ok(super::server_accepted("the rollback"));
         }
         DryRun::None => {}

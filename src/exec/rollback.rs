@@ -45,22 +45,6 @@ pub async fn gather_plan(
     Ok(rollback::plan(sts, &pods, &ctx.namespace, restore.as_ref()))
 }
 
-/// Sends the rollback's write with dryRun=All: the API server validates it, nothing changes.
-pub async fn dry_run(ctx: &Ctx, sts: &StatefulSet, template: &PodTemplateSpec) -> Result<()> {
-    let gen = sts.metadata.generation.unwrap_or(0);
-    guarded_patch(
-        ctx,
-        &sts.name_any(),
-        gen,
-        Some(sts.clone()),
-        true,
-        |_| false,
-        |rv| freeze_patch(rv, template, 0, sts, None),
-    )
-    .await
-    .map(|_| ())
-}
-
 pub async fn execute(
     ctx: &Ctx,
     sts: StatefulSet,

@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
+
+use crate::plan::patch::freeze_patch;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -114,6 +117,30 @@ pub async fn guarded_patch(
             (_, e) => return Err(ctx.err("patch", "statefulsets", Some(name), e)),
         }
     }
+}
+
+/// Sends a template write (`freeze_patch`: template, partition, optional settings
+/// record) with dryRun=All: the API server validates it, nothing changes. Used by
+/// `--dry-run=server` of canary and rollback.
+pub async fn dry_run_freeze(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+    template: &PodTemplateSpec,
+    partition: i32,
+    record: Option<&str>,
+) -> Result<()> {
+    let gen = sts.metadata.generation.unwrap_or(0);
+    guarded_patch(
+        ctx,
+        &sts.name_any(),
+        gen,
+        Some(sts.clone()),
+        true,
+        |_| false,
+        |rv| freeze_patch(rv, template, partition, sts, record),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// What the StatefulSet read before an attempt says about it.
