@@ -111,6 +111,19 @@ impl CanaryRun<'_> {
         }
     }
 
+    /// The step over `ordinals` as [`CanaryStep`] judges it.
+    fn step<'s>(&'s self, ordinals: &'s [i32], checked: &'s BTreeSet<i32>) -> CanaryStep<'s> {
+        CanaryStep {
+            statefulset: &self.name,
+            generation: self.generation,
+            gate: self.gate(self.opts.soak),
+            ordinals,
+            passed: &self.passed,
+            check_cmd: self.opts.check_cmd.is_some(),
+            checked,
+        }
+    }
+
     fn check_env(&self, ordinal: i32, sts: &StatefulSet) -> Vec<(&'static str, String)> {
         let pod = model::pod_name(&self.name, ordinal);
         let svc = sts.spec.service_name.clone().unwrap_or_default();
@@ -144,15 +157,7 @@ impl CanaryRun<'_> {
             let sts = self.tracker.statefulset();
             let pods = self.tracker.pods();
             let now = Timestamp::now();
-            let step = CanaryStep {
-                statefulset: &self.name,
-                generation: self.generation,
-                gate: self.gate(self.opts.soak),
-                ordinals,
-                passed: &self.passed,
-                check_cmd: self.opts.check_cmd.is_some(),
-                checked: &checked,
-            };
+            let step = self.step(ordinals, &checked);
             let (state, shown) = step.evaluate(sts.as_ref(), &pods, now);
             for (o, line) in &shown {
                 match line {
@@ -208,15 +213,7 @@ impl CanaryRun<'_> {
                 }
             }
             if Instant::now() >= deadline {
-                let step = CanaryStep {
-                    statefulset: &self.name,
-                    generation: self.generation,
-                    gate: self.gate(self.opts.soak),
-                    ordinals,
-                    passed: &self.passed,
-                    check_cmd: self.opts.check_cmd.is_some(),
-                    checked: &checked,
-                };
+                let step = self.step(ordinals, &checked);
                 let stuck = step.stuck(&pods, now);
                 let first = stuck.first().copied();
                 let state = first

@@ -247,15 +247,5 @@ pub async fn gather_plan(
 /// Sends the first step with dryRun=All: the API server validates it, nothing changes.
 pub async fn dry_run(ctx: &Ctx, sts: &StatefulSet, replicas: i32) -> Result<()> {
     let gen = sts.metadata.generation.unwrap_or(0);
-    guarded_patch(
-        ctx,
-        &sts.name_any(),
-        gen,
-        Some(sts.clone()),
-        true,
-        |_| false,
-        |_| replicas_patch(gen, replicas),
-    )
-    .await
-    .map(|_| ())
+    super::write::dry_run(ctx, sts, |_| replicas_patch(gen, replicas)).await
 }

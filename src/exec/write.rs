@@ -119,15 +119,12 @@ pub async fn guarded_patch(
     }
 }
 
-/// Sends a template write (`freeze_patch`: template, partition, optional settings
-/// record) with dryRun=All: the API server validates it, nothing changes. Used by
-/// `--dry-run=server` of canary and rollback.
-pub async fn dry_run_freeze(
+/// Sends `patch` (made from the snapshot's resourceVersion) with dryRun=All: the API
+/// server validates the write, nothing changes. `--dry-run=server` of every writer.
+pub async fn dry_run(
     ctx: &Ctx,
     sts: &StatefulSet,
-    template: &PodTemplateSpec,
-    partition: i32,
-    record: Option<&str>,
+    patch: impl Fn(&str) -> kube::api::Patch<serde_json::Value>,
 ) -> Result<()> {
     let gen = sts.metadata.generation.unwrap_or(0);
     guarded_patch(
@@ -137,10 +134,25 @@ pub async fn dry_run_freeze(
         Some(sts.clone()),
         true,
         |_| false,
-        |rv| freeze_patch(rv, template, partition, sts, record),
+        patch,
     )
     .await
     .map(|_| ())
+}
+
+/// [`dry_run`] of a template write (`freeze_patch`: template, partition, optional
+/// settings record): canary and rollback.
+pub async fn dry_run_freeze(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+    template: &PodTemplateSpec,
+    partition: i32,
+    record: Option<&str>,
+) -> Result<()> {
+    dry_run(ctx, sts, |rv| {
+        freeze_patch(rv, template, partition, sts, record)
+    })
+    .await
 }
 
 /// What the StatefulSet read before an attempt says about it.
