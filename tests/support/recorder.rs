@@ -368,19 +368,51 @@ impl Recorder {
         )
     }
 
-    /// The recording in resourceVersion order, the baseline and the watch errors.
-    fn replay(&self) -> (Vec<Ev>, u64, usize) {
-        let (mut evs, baseline, watch_errors) = {
-            let l = self.log.lock().unwrap();
-            (l.events.clone(), l.baseline, l.watch_errors)
-        };
+    /// Did any recorded version of StatefulSet `sts` carry a container with `image`?
+    pub fn saw_image(&self, sts: &str, image: &str) -> bool {
+        self.log.lock().unwrap().saw_image(sts, image)
+    }
+
+    /// Distinct partition values of `sts` in the order they were written, starting with
+    /// the one listed when the recording started.
+    pub fn partitions(&self, sts: &str) -> Vec<i32> {
+        self.log.lock().unwrap().partitions(sts)
+    }
+
+    /// Partition values of `sts` written after resourceVersion `rv`.
+    pub fn partitions_after(&self, sts: &str, rv: u64) -> Vec<i32> {
+        self.log.lock().unwrap().partitions_after(sts, rv)
+    }
+
+    /// Pod names in the order they first became available on `revision`.
+    pub fn ready_order(&self, revision: &str) -> Vec<String> {
+        self.log.lock().unwrap().ready_order(revision)
+    }
+
+    /// The most pods of `names` unavailable at any one moment after the baseline (a pod
+    /// that does not exist counts as unavailable).
+    pub fn max_unavailable(&self, names: &[String]) -> usize {
+        self.log.lock().unwrap().max_unavailable(names)
+    }
+
+    /// Replays the recording in resourceVersion order and checks the invariants.
+    pub fn analyse(&self, c: &Check<'_>) -> Findings {
+        self.log.lock().unwrap().analyse(c)
+    }
+}
+
+/// The queries and checks, on the recording (see [`Recorder`]).
+impl Log {
+    /// The recording in resourceVersion order.
+    fn replay(&self) -> Vec<Ev> {
+        let mut evs = self.events.clone();
         evs.sort_by_key(|e| (e.rv, e.seq));
-        (evs, baseline, watch_errors)
+        evs
     }
 
     /// Did any recorded version of StatefulSet `sts` carry a container with `image`?
-    pub fn saw_image(&self, sts: &str, image: &str) -> bool {
-        self.log.lock().unwrap().events.iter().any(|e| {
+    fn saw_image(&self, sts: &str, image: &str) -> bool {
+        self.events.iter().any(|e| {
             e.kind == Kind::Sts
                 && e.name == sts
                 && matches!(&e.state, Some(State::Sts(s)) if images_of(&s.template).iter().any(|i| i == image))
@@ -389,9 +421,9 @@ impl Recorder {
 
     /// Distinct partition values of `sts` in the order they were written, starting with
     /// the one listed when the recording started.
-    pub fn partitions(&self, sts: &str) -> Vec<i32> {
+    fn partitions(&self, sts: &str) -> Vec<i32> {
         let mut out: Vec<i32> = vec![];
-        for e in self.replay().0 {
+        for e in self.replay() {
             if let (Kind::Sts, Some(State::Sts(s))) = (e.kind, &e.state) {
                 if e.name == sts && out.last() != Some(&s.partition) {
                     out.push(s.partition);
@@ -402,9 +434,8 @@ impl Recorder {
     }
 
     /// Partition values of `sts` written after resourceVersion `rv`.
-    pub fn partitions_after(&self, sts: &str, rv: u64) -> Vec<i32> {
+    fn partitions_after(&self, sts: &str, rv: u64) -> Vec<i32> {
         self.replay()
-            .0
             .iter()
             .filter(|e| e.kind == Kind::Sts && e.name == sts && e.rv > rv)
             .filter_map(|e| match &e.state {
@@ -415,9 +446,9 @@ impl Recorder {
     }
 
     /// Pod names in the order they first became available on `revision`.
-    pub fn ready_order(&self, revision: &str) -> Vec<String> {
+    fn ready_order(&self, revision: &str) -> Vec<String> {
         let mut order: Vec<String> = vec![];
-        for e in self.replay().0 {
+        for e in self.replay() {
             if let (Kind::Pod, Some(State::Pod(p))) = (e.kind, &e.state) {
                 if p.available
                     && p.revision.as_deref() == Some(revision)
@@ -432,8 +463,8 @@ impl Recorder {
 
     /// The most pods of `names` unavailable at any one moment after the baseline (a pod
     /// that does not exist counts as unavailable).
-    pub fn max_unavailable(&self, names: &[String]) -> usize {
-        let (evs, baseline, _) = self.replay();
+    fn max_unavailable(&self, names: &[String]) -> usize {
+        let (evs, baseline) = (self.replay(), self.baseline);
         let mut available: HashMap<String, bool> = HashMap::new();
         let mut worst = 0;
         for e in evs {
@@ -453,8 +484,8 @@ impl Recorder {
     }
 
     /// Replays the recording in resourceVersion order and checks the invariants.
-    pub fn analyse(&self, c: &Check<'_>) -> Findings {
-        let (evs, baseline, watch_errors) = self.replay();
+    fn analyse(&self, c: &Check<'_>) -> Findings {
+        let (evs, baseline, watch_errors) = (self.replay(), self.baseline, self.watch_errors);
         let mut pods: BTreeMap<String, PodState> = BTreeMap::new();
         let mut sets: HashMap<String, StsState> = HashMap::new();
         let mut pvcs: HashMap<String, bool> = HashMap::new();
@@ -594,3 +625,5 @@ fn pvc_in_use(
         .find(|(_, p)| p.claims.iter().any(|x| x == pvc))
         .map(|(n, _)| format!("pod {n} mounted it"))
 }
+
+mod tests;
