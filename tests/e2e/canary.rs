@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::ResourceExt;
 use sts_safe::model;
 
-use crate::support::{pod_names, Recorder, TestNs};
+use crate::support::{pod_names, Check, Recorder, TestNs};
 
 async fn revisions(ns: &TestNs) -> Vec<(String, Option<String>, bool)> {
     ns.pods()
@@ -26,7 +26,7 @@ async fn revisions(ns: &TestNs) -> Vec<(String, Option<String>, bool)> {
 async fn healthy_canary_updates_top_down_one_pod_at_a_time() {
     let ns = TestNs::new("canary-ok").await;
     ns.ready_redis(4).await;
-    let rec = Recorder::start(&ns, "redis").await;
+    let rec = Recorder::start(&ns).await;
     let r = ns
         .plugin(&[
             "canary",
@@ -51,12 +51,13 @@ async fn healthy_canary_updates_top_down_one_pod_at_a_time() {
         "the controller promoted the revision"
     );
     assert_eq!(model::partition(&sts), 0);
+    rec.caught_up().await;
     assert_eq!(
         rec.ready_order(&update),
         ["redis-3", "redis-2", "redis-1", "redis-0"]
     );
     assert_eq!(
-        rec.partitions(),
+        rec.partitions("redis"),
         [0, 4, 3, 2, 1, 0],
         "froze at replicas, then stepped down one by one"
     );
@@ -65,6 +66,12 @@ async fn healthy_canary_updates_top_down_one_pod_at_a_time() {
         1,
         "never more than one pod unavailable"
     );
+    let check = Check {
+        sts: "redis",
+        step: 1,
+        rollback_to: vec![],
+    };
+    rec.analyse(&check).assert_safe(&check, "healthy canary");
     for (name, rev, ok) in revisions(&ns).await {
         assert!(ok, "{name} available");
         assert_eq!(rev.as_deref(), Some(update.as_str()), "{name}");
@@ -207,7 +214,7 @@ async fn never_ready_pod_fails_at_the_step_timeout() {
 async fn percentage_steps_expose_1_then_3_then_6() {
     let ns = TestNs::new("canary-steps").await;
     ns.ready_redis(6).await;
-    let rec = Recorder::start(&ns, "redis").await;
+    let rec = Recorder::start(&ns).await;
     let r = ns
         .plugin(&[
             "canary",
@@ -236,15 +243,23 @@ async fn percentage_steps_expose_1_then_3_then_6() {
         })
         .collect();
     assert_eq!(steps, vec![vec![5], vec![4, 3], vec![2, 1, 0]]);
-    assert_eq!(rec.partitions(), [0, 6, 5, 3, 0]);
     ns.wait_ready("redis", Duration::from_secs(30)).await;
+    rec.caught_up().await;
+    assert_eq!(rec.partitions("redis"), [0, 6, 5, 3, 0]);
+    // The last step exposes three pods at once.
+    let check = Check {
+        sts: "redis",
+        step: 3,
+        rollback_to: vec![],
+    };
+    rec.analyse(&check).assert_safe(&check, "percentage steps");
 }
 
 #[tokio::test]
 async fn interrupted_canary_resumes_and_completes() {
     let ns = TestNs::new("canary-sigint").await;
     ns.ready_redis(3).await;
-    let rec = Recorder::start(&ns, "redis").await;
+    let rec = Recorder::start(&ns).await;
     let child = ns
         .plugin_command(&[
             "canary",
@@ -321,9 +336,17 @@ async fn interrupted_canary_resumes_and_completes() {
     let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
     assert!(!model::rollout_pending(&sts));
     assert_eq!(model::partition(&sts), 0);
+    rec.caught_up().await;
     assert!(rec.max_unavailable(&pod_names("redis", 3)) <= 1);
     // The partition only ever exposed pods that had passed (never jumped below the healthy set).
-    assert_eq!(rec.partitions(), [0, 3, 2, 1, 0]);
+    assert_eq!(rec.partitions("redis"), [0, 3, 2, 1, 0]);
+    let check = Check {
+        sts: "redis",
+        step: 1,
+        rollback_to: vec![],
+    };
+    rec.analyse(&check)
+        .assert_safe(&check, "interrupted canary, then re-run");
 }
 
 #[tokio::test]

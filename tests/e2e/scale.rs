@@ -11,7 +11,7 @@ use crate::support::{Recorder, TestNs};
 async fn up_then_down_then_up_again_shows_what_happens_to_the_data() {
     let ns = TestNs::new("scale-updown").await;
     ns.ready_redis(3).await;
-    let rec = Recorder::start(&ns, "redis").await;
+    let rec = Recorder::start(&ns).await;
 
     let up = ns
         .plugin(&["scale", "redis", "--replicas", "5", "--yes"])
@@ -32,6 +32,7 @@ async fn up_then_down_then_up_again_shows_what_happens_to_the_data() {
     let rev = model::current_revision(&ns.sts("redis").await)
         .unwrap()
         .to_string();
+    rec.caught_up().await;
     let order = rec.ready_order(&rev);
     assert_eq!(
         &order[order.len() - 2..],

@@ -15,6 +15,9 @@ use kube::discovery::ApiResource;
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 
+mod recorder;
+pub use recorder::{images_of, template_of, Check, Recorder};
+
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-sts_safe");
 pub const SEED_REDIS: &str = include_str!("../fixtures/seed-redis.yaml");
 
@@ -372,156 +375,6 @@ impl Run {
         );
         assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
         self
-    }
-}
-
-/// An independent watch over a namespace's pods and one StatefulSet, recording every
-/// state so tests can check safety invariants over the whole run.
-pub struct Recorder {
-    events: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Seen {
-    /// name, available (Running+Ready+not deleting), revision, deleted
-    Pod {
-        name: String,
-        available: bool,
-        revision: Option<String>,
-        gone: bool,
-    },
-    Partition(i32),
-}
-
-impl Recorder {
-    pub async fn start(ns: &TestNs, sts: &str) -> Recorder {
-        use futures::StreamExt;
-        use kube::runtime::{watcher, WatchStreamExt};
-        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let pods = watcher(ns.api::<Pod>(), watcher::Config::default())
-            .default_backoff()
-            .map(|e| e.map(Either::Pod));
-        let sets = watcher(
-            ns.api::<StatefulSet>(),
-            watcher::Config::default().fields(&format!("metadata.name={sts}")),
-        )
-        .default_backoff()
-        .map(|e| e.map(Either::Sts));
-        let mut stream = futures::stream::select(pods.boxed(), sets.boxed());
-        let sink = events.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut ready_tx = Some(ready_tx);
-        let task = tokio::spawn(async move {
-            let mut inits = 0;
-            while let Some(Ok(ev)) = stream.next().await {
-                let mut out = sink.lock().unwrap();
-                match ev {
-                    Either::Pod(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                        out.push(pod_seen(&p, false))
-                    }
-                    Either::Pod(watcher::Event::Delete(p)) => out.push(pod_seen(&p, true)),
-                    Either::Sts(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                        out.push(Seen::Partition(sts_safe::model::partition(&s)))
-                    }
-                    Either::Pod(watcher::Event::InitDone)
-                    | Either::Sts(watcher::Event::InitDone) => {
-                        inits += 1;
-                        if inits == 2 {
-                            if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(());
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        });
-        let _ = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
-        Recorder { events, task }
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// The most pods of `names` unavailable at any one moment.
-    pub fn max_unavailable(&self, names: &[String]) -> usize {
-        let mut available: std::collections::HashMap<String, bool> =
-            std::collections::HashMap::new();
-        let mut worst = 0;
-        for s in self.seen() {
-            if let Seen::Pod {
-                name,
-                available: a,
-                gone,
-                ..
-            } = s
-            {
-                available.insert(name, a && !gone);
-                let down = names
-                    .iter()
-                    .filter(|n| !available.get(*n).copied().unwrap_or(false))
-                    .count();
-                // Before every pod was first seen, missing entries are not "down".
-                if names.iter().all(|n| available.contains_key(n)) {
-                    worst = worst.max(down);
-                }
-            }
-        }
-        worst
-    }
-
-    /// Pod names in the order they first became available on `revision`.
-    pub fn ready_order(&self, revision: &str) -> Vec<String> {
-        let mut order = vec![];
-        for s in self.seen() {
-            if let Seen::Pod {
-                name,
-                available: true,
-                revision: Some(r),
-                gone: false,
-            } = s
-            {
-                if r == revision && !order.contains(&name) {
-                    order.push(name);
-                }
-            }
-        }
-        order
-    }
-
-    /// Distinct partition values in the order they were seen.
-    pub fn partitions(&self) -> Vec<i32> {
-        let mut out: Vec<i32> = vec![];
-        for s in self.seen() {
-            if let Seen::Partition(p) = s {
-                if out.last() != Some(&p) {
-                    out.push(p);
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-enum Either {
-    Pod(kube::runtime::watcher::Event<Pod>),
-    Sts(kube::runtime::watcher::Event<StatefulSet>),
-}
-
-fn pod_seen(p: &Pod, gone: bool) -> Seen {
-    Seen::Pod {
-        name: p.name_any(),
-        available: sts_safe::model::is_available(p),
-        revision: sts_safe::model::revision(p).map(str::to_string),
-        gone,
     }
 }
 
