@@ -54,6 +54,10 @@ struct Args {
     /// Time from a pod getting a deletionTimestamp until it is removed.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     delete_delay: Duration,
+    /// Leave binding pods to a real kube-scheduler: only play the kubelet of pods bound
+    /// to our nodes.
+    #[arg(long)]
+    no_scheduler: bool,
     /// Time between two crashes of a crash-looping container.
     #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     crash_interval: Duration,
@@ -155,14 +159,16 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
         delete_delay: args.delete_delay,
         crash_interval: args.crash_interval,
     };
-    let ctx = Arc::new(PodCtx::new(
+    let mut ctx = PodCtx::new(
         client,
         nodes,
         timing,
         recorder,
         storage.claims,
         storage.claim_changes,
-    ));
+    );
+    ctx.scheduling = !args.no_scheduler;
+    let ctx = Arc::new(ctx);
     let (pods_ready_tx, pods_ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(pods::run(ctx, pods_ready_tx));
 
@@ -200,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
     info!(
         server = %config.cluster_url,
         nodes = args.nodes,
+        scheduler = !args.no_scheduler,
         ready_delay = %humantime::format_duration(args.ready_delay),
         delete_delay = %humantime::format_duration(args.delete_delay),
         crash_interval = %humantime::format_duration(args.crash_interval),

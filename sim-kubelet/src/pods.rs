@@ -53,6 +53,8 @@ pub struct PodCtx {
     pub recorder: Recorder,
     pub claims: Store<PersistentVolumeClaim>,
     pub claim_changes: watch::Receiver<u64>,
+    /// Whether we bind pending pods; false when a real kube-scheduler does.
+    pub scheduling: bool,
     next_node: AtomicUsize,
     next_ip: AtomicU32,
 }
@@ -73,6 +75,7 @@ impl PodCtx {
             recorder,
             claims,
             claim_changes,
+            scheduling: true,
             next_node: AtomicUsize::new(0),
             next_ip: AtomicU32::new(0),
         }
@@ -162,7 +165,8 @@ fn dispatch(ctx: &Arc<PodCtx>, workers: &mut HashMap<String, Worker>, pod: Pod) 
         return;
     }
     let relevant = !is_terminal(&pod)
-        && (needs_scheduling(&pod) || node_name(&pod).is_some_and(|n| ctx.is_our_node(n)));
+        && ((ctx.scheduling && needs_scheduling(&pod))
+            || node_name(&pod).is_some_and(|n| ctx.is_our_node(n)));
     if !relevant {
         return;
     }
@@ -285,7 +289,7 @@ impl PodWorker {
             }
             let mut wake = Wake::default();
             if self.bound.is_none() {
-                if !needs_scheduling(&pod) {
+                if !self.ctx.scheduling || !needs_scheduling(&pod) {
                     return;
                 }
                 self.schedule(&pod, &mut wake).await;
