@@ -1,10 +1,16 @@
 # kubectl sts-safe — developer entry points. See README.md.
 SHELL := /bin/bash
 CLUSTER := bash scripts/cluster.sh
-KUBECONFIG_LOCAL := $(or $(STS_SAFE_CLUSTER_DIR),$(HOME)/.cache/sts-safe/cluster)/kubeconfig
+# The local cluster's versions: the current one (default of scripts/cluster.sh) and the
+# compatibility floor. `make test` runs the whole suite on the first, a subset on the second.
+K8S_CURRENT := v1.37.2
+K8S_FLOOR := v1.20.2
+# The version cluster-up, e2e, faults, demo and bench use (scripts/cluster.sh reads it).
+K8S_VERSION ?= $(K8S_CURRENT)
+export K8S_VERSION
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release test unit lint cluster-up cluster-down demo bench faults install clean toolchain
+.PHONY: build release test e2e unit lint cluster-up cluster-down demo bench faults install clean toolchain
 
 build:
 	cargo build --workspace
@@ -33,16 +39,33 @@ lint: toolchain
 unit: toolchain
 	cargo test --workspace --lib --bins $(CARGO_TEST_FLAGS)
 
-# The test command: cluster up → fmt, clippy, every test → cluster down (always),
-# returning the tests' status. The fault-injection suite (short version: 5 kill trials,
-# 3 API-server restarts) runs last and serially, because it restarts the API server.
+# The test command: lint, then for each server version: its cluster up → tests → its
+# cluster down (always), returning the first failure. On the current server: every test,
+# the fault-injection suite (short version: 5 kill trials, 3 API-server restarts) last and
+# serially, because it restarts the API server. On the 1.20 floor: every end-to-end test
+# but the fault suite, plus its least-privilege family.
 test: toolchain
-	@$(CLUSTER) up
 	@status=0; \
-	  export KUBECONFIG=$(KUBECONFIG_LOCAL); \
 	  $(MAKE) --no-print-directory lint || status=$$?; \
-	  if [ $$status -eq 0 ]; then cargo test --workspace $(CARGO_TEST_FLAGS) -- --skip faults:: || status=$$?; fi; \
-	  if [ $$status -eq 0 ]; then cargo test --test e2e $(CARGO_TEST_FLAGS) faults:: -- --test-threads 1 || status=$$?; fi; \
+	  if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory e2e K8S_VERSION=$(K8S_CURRENT) E2E_SET=full || status=$$?; fi; \
+	  if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory e2e K8S_VERSION=$(K8S_FLOOR) E2E_SET=compat || status=$$?; fi; \
+	  exit $$status
+
+# One server version (K8S_VERSION): cluster up → tests (E2E_SET=full|compat) → cluster down.
+# STS_SAFE_EXPECT_SERVER makes tests/e2e/server.rs fail if another server answers.
+E2E_SET ?= full
+e2e: toolchain
+	@set -o pipefail; line=$$($(CLUSTER) up | tail -n1) || exit 1; eval "$$line"; \
+	  export STS_SAFE_EXPECT_SERVER=$$K8S_VERSION; \
+	  echo "== tests against kube-apiserver $$K8S_VERSION ($(E2E_SET))"; \
+	  status=0; \
+	  if [ "$(E2E_SET)" = full ]; then \
+	    cargo test --workspace $(CARGO_TEST_FLAGS) -- --skip faults:: || status=$$?; \
+	    if [ $$status -eq 0 ]; then cargo test --test e2e $(CARGO_TEST_FLAGS) faults:: -- --test-threads 1 || status=$$?; fi; \
+	  else \
+	    cargo test --test e2e $(CARGO_TEST_FLAGS) -- --skip faults:: || status=$$?; \
+	    if [ $$status -eq 0 ]; then cargo test --test e2e $(CARGO_TEST_FLAGS) faults::privilege -- --test-threads 1 || status=$$?; fi; \
+	  fi; \
 	  $(CLUSTER) down; \
 	  exit $$status
 
@@ -53,8 +76,8 @@ bench: toolchain
 	@bash scripts/bench.sh
 
 faults: toolchain
-	@$(CLUSTER) up
-	@status=0; export KUBECONFIG=$(KUBECONFIG_LOCAL) STS_SAFE_FAULT_TRIALS=$${STS_SAFE_FAULT_TRIALS:-50}; \
+	@set -o pipefail; line=$$($(CLUSTER) up | tail -n1) || exit 1; eval "$$line"; \
+	  status=0; export STS_SAFE_FAULT_TRIALS=$${STS_SAFE_FAULT_TRIALS:-50}; \
 	  cargo test --test e2e faults:: -- --test-threads 1 || status=$$?; \
 	  $(CLUSTER) down; exit $$status
 

@@ -61,6 +61,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 export_line=$(bash scripts/cluster.sh up | tail -n1)
 eval "$export_line"
+# The state dir of the version that runs (K8S_VERSION; the kubeconfig lives in it).
+STATE=$(dirname "$KUBECONFIG")
+export STS_SAFE_CLUSTER_DIR=$STATE
 command -v kubectl >/dev/null || bash scripts/k8s-build.sh >/dev/null
 
 log "running the benchmarks (about 10 minutes)"

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Local Kubernetes v1.20.2 cluster for sts-safe's integration tests and benchmarks:
-# Debian's etcd, kube-apiserver and kube-controller-manager (built once by k8s-build.sh)
-# and the sim-kubelet simulator (node + scheduler + storage provisioner). Everything
-# listens on 127.0.0.1 only and talks TLS with a CA generated here.
+# Local Kubernetes cluster for sts-safe's integration tests and benchmarks, in one of two
+# versions (K8S_VERSION):
+#   v1.20.2  the compatibility floor: Debian's etcd, kube-apiserver and
+#            kube-controller-manager built from Debian's source (k8s-build.sh), and
+#            sim-kubelet as node, scheduler and storage provisioner (1 node)
+#   v1.37.2  current: etcd, kube-apiserver, kube-controller-manager and the real
+#            kube-scheduler built from their Go modules (k8s-build-current.sh), and
+#            sim-kubelet as the kubelet of 3 nodes and storage provisioner
+# Everything listens on 127.0.0.1 only and talks TLS with a CA generated here. Each
+# version has its own state directory and ports, so both can run side by side.
 #
 # Usage: scripts/cluster.sh up|down|status|env|restart-apiserver
 #   up      start the cluster (does nothing if it already runs); the last line on stdout
@@ -18,7 +24,9 @@
 #           (fault-injection tests). The previous log is kept as kube-apiserver.log.1
 #
 # Environment:
-#   STS_SAFE_CLUSTER_DIR     state dir (default ~/.cache/sts-safe/cluster): pki/ (reused
+#   K8S_VERSION              v1.37.2 (default; also "current") or v1.20.2 (also "1.20")
+#   STS_SAFE_CLUSTER_DIR     state dir (default ~/.cache/sts-safe/cluster for v1.20.2,
+#                            ~/.cache/sts-safe/cluster-v1.37.2 for v1.37.2): pki/ (reused
 #                            while valid), etcd/ (fresh on every up), logs/, run/, kubeconfig
 #   STS_SAFE_NO_SIM=1        control plane only: neither build nor start sim-kubelet
 #   STS_SAFE_SIM_ARGS        extra sim-kubelet arguments, e.g. "--ready-delay 1s"
@@ -27,16 +35,37 @@
 #   STS_SAFE_ADVERTISE_ADDRESS  apiserver advertise address (default: first non-loopback
 #                            IPv4 address of this machine)
 #
-# Ports (127.0.0.1): etcd client 23379 (STS_SAFE_ETCD_PORT), etcd peer the next one,
-# kube-apiserver 26443 (STS_SAFE_API_PORT); a second cluster needs its own ports and
-# its own STS_SAFE_CLUSTER_DIR.
+# Ports (127.0.0.1), v1.20.2 / v1.37.2: etcd client 23379 / 25379 (STS_SAFE_ETCD_PORT),
+# etcd peer the next one, kube-apiserver 26443 / 28443 (STS_SAFE_API_PORT),
+# kube-scheduler (v1.37.2 only) 28259, the API port - 184; another cluster of the same
+# version needs its own ports and STS_SAFE_CLUSTER_DIR.
 # Kubeconfig contexts: sts-safe-admin (current; CN=sts-safe-admin, O=system:masters) and
 # sts-safe-limited (CN=sts-safe-limited, O=sts-safe:limited, no RoleBindings).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-STATE=${STS_SAFE_CLUSTER_DIR:-$HOME/.cache/sts-safe/cluster}
+case ${K8S_VERSION:-v1.37.2} in
+  v1.20.2 | 1.20)
+    K8S_VERSION=v1.20.2
+    BUILD_SCRIPT=k8s-build.sh
+    DEFAULT_STATE=$HOME/.cache/sts-safe/cluster
+    DEFAULT_ETCD_PORT=23379 DEFAULT_API_PORT=26443
+    REAL_SCHEDULER=0 SIM_NODES=1
+    ;;
+  v1.37.2 | 1.37 | current)
+    K8S_VERSION=v1.37.2
+    BUILD_SCRIPT=k8s-build-current.sh
+    DEFAULT_STATE=$HOME/.cache/sts-safe/cluster-v1.37.2
+    DEFAULT_ETCD_PORT=25379 DEFAULT_API_PORT=28443
+    REAL_SCHEDULER=1 SIM_NODES=3
+    ;;
+  *)
+    echo "cluster: error: K8S_VERSION=$K8S_VERSION: use v1.20.2 or v1.37.2 (current)" >&2
+    exit 2
+    ;;
+esac
+STATE=${STS_SAFE_CLUSTER_DIR:-$DEFAULT_STATE}
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 PKI=$STATE/pki
@@ -44,11 +73,12 @@ RUN=$STATE/run
 LOGS=$STATE/logs
 KUBECONFIG_OUT=$STATE/kubeconfig
 CM_KUBECONFIG=$STATE/controller-manager.kubeconfig
+SCHED_KUBECONFIG=$STATE/scheduler.kubeconfig
 
-ETCD_BIN=/usr/bin/etcd
-ETCD_CLIENT_PORT=${STS_SAFE_ETCD_PORT:-23379}
+ETCD_CLIENT_PORT=${STS_SAFE_ETCD_PORT:-$DEFAULT_ETCD_PORT}
 ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 1))
-API_PORT=${STS_SAFE_API_PORT:-26443}
+API_PORT=${STS_SAFE_API_PORT:-$DEFAULT_API_PORT}
+SCHED_PORT=$((API_PORT - 184)) # 28259 for 28443: kube-scheduler's /healthz
 API_SERVER=https://127.0.0.1:$API_PORT
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
@@ -56,6 +86,7 @@ SA_ISSUER=https://kubernetes.default.svc.cluster.local
 READY_TIMEOUT=60 # seconds, per wait
 
 CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager)
+[ "$REAL_SCHEDULER" = 0 ] || CONTROL_PLANE+=(kube-scheduler)
 ALL_COMPONENTS=("${CONTROL_PLANE[@]}" sim-kubelet)
 
 log() { echo "cluster: $*" >&2; }
@@ -85,6 +116,7 @@ marker() {
     etcd) echo "--data-dir=$STATE/etcd" ;;
     kube-apiserver) echo "--tls-cert-file=$PKI/apiserver.crt" ;;
     kube-controller-manager) echo "--kubeconfig=$CM_KUBECONFIG" ;;
+    kube-scheduler) echo "--kubeconfig=$SCHED_KUBECONFIG" ;;
     sim-kubelet) echo "$KUBECONFIG_OUT" ;;
   esac
 }
@@ -148,7 +180,7 @@ stop_components() {
 stop_in_order() {
   local stage name want
   local -a now
-  for stage in "sim-kubelet kube-controller-manager" kube-apiserver etcd; do
+  for stage in "sim-kubelet kube-controller-manager kube-scheduler" kube-apiserver etcd; do
     now=()
     for name in $stage; do
       for want in "$@"; do [ "$want" = "$name" ] && is_running "$name" && now+=("$name"); done
@@ -340,6 +372,9 @@ etcd_healthy() {
     grep -q '"health":"true"'
 }
 apiserver_ready() { [ "$(api_status /readyz)" = 200 ]; }
+scheduler_healthy() {
+  [ "$(curl -sk --max-time 1 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$SCHED_PORT/healthz" 2>/dev/null)" = 200 ]
+}
 # The serviceaccount controller creating default/default shows the controllers are syncing.
 controllers_working() {
   [ "$(api_status /api/v1/namespaces/default/serviceaccounts/default)" = 200 ]
@@ -373,12 +408,14 @@ start_sim() {
   local -a extra=()
   read -r -a extra <<<"${STS_SAFE_SIM_ARGS:-}"
   # NO_COLOR: plain log lines (tracing-subscriber honours it), easy to grep.
-  NO_COLOR=1 launch sim-kubelet "$(sim_bin)" --kubeconfig "$KUBECONFIG_OUT" --context sts-safe-admin "${extra[@]}"
+  local -a mode=(--nodes "$SIM_NODES")
+  [ "$REAL_SCHEDULER" = 0 ] || mode+=(--no-scheduler)
+  NO_COLOR=1 launch sim-kubelet "$(sim_bin)" --kubeconfig "$KUBECONFIG_OUT" --context sts-safe-admin "${mode[@]}" "${extra[@]}"
 }
 
 rotate_logs() {
   local f
-  for f in etcd kube-apiserver kube-controller-manager sim-kubelet cargo-build audit; do
+  for f in etcd kube-apiserver kube-controller-manager kube-scheduler sim-kubelet cargo-build audit; do
     if [ -f "$LOGS/$f.log" ]; then mv -f "$LOGS/$f.log" "$LOGS/$f.log.1"; fi
   done
   rm -f "$LOGS"/audit-*.log # the previous run's size-rotated audit backups
@@ -449,15 +486,20 @@ cmd_up() {
   CP_STARTED=1
 
   local bin_dir
-  bin_dir=$(bash "$SCRIPT_DIR/k8s-build.sh" | tail -n1) || die "scripts/k8s-build.sh failed"
+  bin_dir=$(bash "$SCRIPT_DIR/$BUILD_SCRIPT" | tail -n1) || die "scripts/$BUILD_SCRIPT failed"
   phase k8s-build
-  if ! [ -x "$bin_dir/kube-apiserver" ] || ! [ -x "$bin_dir/kube-controller-manager" ]; then
-    die "kube-apiserver/kube-controller-manager missing in '$bin_dir'"
-  fi
-  [ -x "$ETCD_BIN" ] || die "$ETCD_BIN missing (apt-get install etcd-server)"
+  for name in "${CONTROL_PLANE[@]}"; do
+    [ "$name" = etcd ] || [ -x "$bin_dir/$name" ] || die "$name missing in '$bin_dir'"
+  done
+  # 1.20 runs Debian's etcd (3.4); the current version the etcd it is tested with.
+  local etcd_bin=/usr/bin/etcd
+  [ "$K8S_VERSION" = v1.20.2 ] || etcd_bin=$bin_dir/etcd
+  [ -x "$etcd_bin" ] || die "$etcd_bin missing (v1.20.2: apt-get install etcd-server)"
 
   local port
-  for port in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$API_PORT"; do
+  local -a ports=("$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$API_PORT")
+  [ "$REAL_SCHEDULER" = 0 ] || ports+=("$SCHED_PORT")
+  for port in "${ports[@]}"; do
     if port_in_use "$port"; then
       die "port $port on 127.0.0.1 is in use by a process this script did not start (another cluster with a different STS_SAFE_CLUSTER_DIR?)"
     fi
@@ -471,12 +513,13 @@ cmd_up() {
   ensure_pki "$adv"
   write_kubeconfig "$KUBECONFIG_OUT" admin limited
   write_kubeconfig "$CM_KUBECONFIG" admin
+  [ "$REAL_SCHEDULER" = 0 ] || write_kubeconfig "$SCHED_KUBECONFIG" admin
   phase pki
 
   rm -rf "$STATE/etcd"
   mkdir -p "$STATE/etcd"
   chmod 700 "$STATE/etcd"
-  launch etcd "$ETCD_BIN" --name=sts-safe --data-dir="$STATE/etcd" \
+  launch etcd "$etcd_bin" --name=sts-safe --data-dir="$STATE/etcd" \
     --listen-client-urls="https://127.0.0.1:$ETCD_CLIENT_PORT" \
     --advertise-client-urls="https://127.0.0.1:$ETCD_CLIENT_PORT" \
     --listen-peer-urls="https://127.0.0.1:$ETCD_PEER_PORT" \
@@ -497,8 +540,11 @@ cmd_up() {
   # account token volume, so creating a pod never waits for (or fails on) the token
   # controller having created the namespace's default ServiceAccount and its secret.
   # --enable-priority-and-fairness=false: saves CPU on this small machine.
+  # Flags 1.37 no longer has: the insecure ports (gone since 1.24).
+  local -a insecure_off=()
+  [ "$K8S_VERSION" != v1.20.2 ] || insecure_off=(--insecure-port=0)
   launch kube-apiserver "$bin_dir/kube-apiserver" \
-    --bind-address=127.0.0.1 --secure-port="$API_PORT" --insecure-port=0 \
+    --bind-address=127.0.0.1 --secure-port="$API_PORT" "${insecure_off[@]}" \
     --advertise-address="$adv" \
     --etcd-servers="https://127.0.0.1:$ETCD_CLIENT_PORT" --etcd-cafile="$PKI/ca.crt" \
     --etcd-certfile="$PKI/apiserver-etcd-client.crt" --etcd-keyfile="$PKI/apiserver-etcd-client.key" \
@@ -525,9 +571,16 @@ cmd_up() {
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --use-service-account-credentials=false \
-    --port=0 --secure-port=0 --profiling=false \
+    ${insecure_off:+--port=0} --secure-port=0 --profiling=false \
     --kube-api-qps=100 --kube-api-burst=200 \
     "${cm_extra[@]}"
+
+  if [ "$REAL_SCHEDULER" = 1 ]; then
+    launch kube-scheduler "$bin_dir/kube-scheduler" \
+      --kubeconfig="$SCHED_KUBECONFIG" --leader-elect=false \
+      --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --profiling=false \
+      --kube-api-qps=100 --kube-api-burst=200
+  fi
 
   local components=("${CONTROL_PLANE[@]}")
   if sim_wanted; then
@@ -540,6 +593,10 @@ cmd_up() {
   fi
   wait_until kube-controller-manager "kube-controller-manager to create default/default" controllers_working
   phase controller-manager
+  if [ "$REAL_SCHEDULER" = 1 ]; then
+    wait_until kube-scheduler "kube-scheduler /healthz" scheduler_healthy
+    phase scheduler
+  fi
   printf '%s\n' "${components[@]}" >"$RUN/components"
   UP_OK=1
   log "ready in $(($(now_ms) - T0))ms (${components[*]}; logs in $LOGS)"

@@ -20,7 +20,8 @@ export PATH="$PWD/target/debug:$PATH" NO_COLOR=${NO_COLOR:-}
 mkdir -p "$(dirname "$TRANSCRIPT")"
 
 {
-  say "The local cluster (kube-apiserver + kube-controller-manager v1.20, sim-kubelet)"
+  server=$(kubectl get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
+  say "The local cluster (kube-apiserver $server, sim-kubelet as the kubelet)"
   run kubectl get nodes
   kubectl get namespace "$NS" >/dev/null 2>&1 && kubectl delete namespace "$NS" --wait=true >/dev/null
   kubectl create namespace "$NS" >/dev/null

@@ -128,6 +128,12 @@ async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
 async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
     let nodes = node::sim_nodes(usize::from(args.nodes));
     let since = Time(Timestamp::now());
+    // Nodes report the server's version as their kubelet's, as a real cluster's do.
+    let info = retry("reading the server version", || async {
+        Ok(client.apiserver_version().await?)
+    })
+    .await;
+    node::set_version(info.git_version);
 
     retry("ensuring namespace kube-node-lease", || {
         ensure_namespace(&client, node::LEASE_NAMESPACE)

@@ -24,7 +24,17 @@ use crate::util::{api_code, is_not_found};
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const NODE_IP: &str = "127.0.0.1";
-pub const KUBELET_VERSION: &str = "v1.20.2";
+/// The version the nodes report as kubelet and kube-proxy: the API server's own, set once
+/// at start ([`set_version`]); v1.20.2 until then.
+static KUBELET_VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_version(v: String) {
+    let _ = KUBELET_VERSION.set(v);
+}
+
+fn kubelet_version() -> &'static str {
+    KUBELET_VERSION.get().map_or("v1.20.2", String::as_str)
+}
 const LEASE_RENEW: Duration = Duration::from_secs(10);
 const STATUS_EVERY: Duration = Duration::from_secs(20);
 const RETRY: Duration = Duration::from_secs(1);
@@ -119,8 +129,8 @@ pub fn node_status(name: &str, since: &Time, heartbeat: &Time) -> NodeStatus {
             boot_id: format!("sim-boot-{name}"),
             container_runtime_version: "sim://1.0.0".into(),
             kernel_version: "5.10.0-sim".into(),
-            kube_proxy_version: KUBELET_VERSION.into(),
-            kubelet_version: KUBELET_VERSION.into(),
+            kube_proxy_version: kubelet_version().into(),
+            kubelet_version: kubelet_version().into(),
             machine_id: format!("sim-machine-{name}"),
             operating_system: "linux".into(),
             os_image: "sts-safe simulated node".into(),

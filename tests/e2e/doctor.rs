@@ -12,7 +12,7 @@ fn hardened(replicas: i32) -> String {
         "          securityContext: {runAsNonRoot: true, runAsUser: 999, readOnlyRootFilesystem: true}\n          ports:\n",
     ) + r#"
 ---
-apiVersion: policy/v1beta1
+apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: redis}
 spec: {maxUnavailable: 1, selector: {matchLabels: {app: redis}}}

@@ -11,5 +11,6 @@ mod errors;
 mod faults;
 mod prune;
 mod scale;
+mod server;
 mod sim;
 mod status;

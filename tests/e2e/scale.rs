@@ -151,7 +151,7 @@ async fn preflight_refusals_write_nothing() {
     ns.ready_redis(3).await;
     ns.apply(
         r#"
-apiVersion: policy/v1beta1
+apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: redis}
 spec: {minAvailable: 3, selector: {matchLabels: {app: redis}}}

@@ -27,7 +27,7 @@ pub fn kubeconfig() -> PathBuf {
         Ok(k) if !k.is_empty() => PathBuf::from(k),
         _ => panic!(
             "KUBECONFIG is not set: these tests need the local control plane. Run `make cluster-up` and \
-             `export KUBECONFIG=$HOME/.cache/sts-safe/cluster/kubeconfig`, or run `make test`."
+             `eval \"$(scripts/cluster.sh env)\"`, or run `make test`."
         ),
     }
 }
@@ -110,6 +110,21 @@ impl TestNs {
             match api.create(&PostParams::default(), &obj).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 && !namespaced => {}
+                // Fixtures use policy/v1 (1.21+); the 1.20 floor serves only v1beta1.
+                Err(kube::Error::Api(s)) if s.code == 404 && ar.api_version == "policy/v1" => {
+                    let old = api_resource("policy/v1beta1", &kind);
+                    let mut obj = obj.clone();
+                    obj.types = Some(kube::api::TypeMeta {
+                        api_version: old.api_version.clone(),
+                        kind: kind.clone(),
+                    });
+                    Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.name, &old)
+                        .create(&PostParams::default(), &obj)
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("create {kind} {} (policy/v1beta1): {e}", obj.name_any())
+                        });
+                }
                 Err(e) => panic!("create {kind} {}: {e}", obj.name_any()),
             }
         }

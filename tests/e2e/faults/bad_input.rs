@@ -385,7 +385,7 @@ async fn bad_input_namespace(prefix: &str) -> TestNs {
     );
     ns.apply(
         r#"
-apiVersion: policy/v1beta1
+apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: redis}
 spec: {minAvailable: 2, selector: {matchLabels: {app: redis}}}
