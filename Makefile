@@ -43,7 +43,8 @@ unit: toolchain
 # cluster down (always), returning the first failure. On the current server: every test,
 # the fault-injection suite (short version: 5 kill trials, 3 API-server restarts) last and
 # serially, because it restarts the API server. On the 1.20 floor: every end-to-end test
-# but the fault suite, plus its least-privilege family.
+# but the fault suite and the current server's behaviours (tests/e2e/current.rs), plus the
+# fault suite's least-privilege family.
 test: toolchain
 	@status=0; \
 	  $(MAKE) --no-print-directory lint || status=$$?; \
@@ -63,7 +64,7 @@ e2e: toolchain
 	    cargo test --workspace $(CARGO_TEST_FLAGS) -- --skip faults:: || status=$$?; \
 	    if [ $$status -eq 0 ]; then cargo test --test e2e $(CARGO_TEST_FLAGS) faults:: -- --test-threads 1 || status=$$?; fi; \
 	  else \
-	    cargo test --test e2e $(CARGO_TEST_FLAGS) -- --skip faults:: || status=$$?; \
+	    cargo test --test e2e $(CARGO_TEST_FLAGS) -- --skip faults:: --skip current:: || status=$$?; \
 	    if [ $$status -eq 0 ]; then cargo test --test e2e $(CARGO_TEST_FLAGS) faults::privilege -- --test-threads 1 || status=$$?; fi; \
 	  fi; \
 	  $(CLUSTER) down; \

@@ -204,14 +204,10 @@ async fn stuck_cause(ctx: &Ctx, tracker: &Tracker, name: &str, ordinals: &[i32])
             }
         }
     }
-    let evs = doctor::events_for(&inputs.events, "Pod", &pod_name, 2);
-    let state = model::bad_container_state(pod)
-        .unwrap_or_else(|| format!("{}, not Ready", model::phase(pod)));
-    if evs.is_empty() {
-        format!("{pod_name} is {state}")
-    } else {
-        format!("{pod_name} is {state}; events: {}", evs.join(" | "))
-    }
+    scale::pod_stuck_cause(
+        pod,
+        &doctor::events_for(&inputs.events, "Pod", &pod_name, 2),
+    )
 }
 
 async fn summary(ctx: &Ctx, name: &str, plan: ScalePlan, started: Instant) -> Result<()> {

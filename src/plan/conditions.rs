@@ -275,17 +275,16 @@ impl ScaleStep<'_> {
             let (text, finished) = if self.up {
                 match pod {
                     Some(p) if model::is_available(p) => {
-                        let since = model::ready_since(p)
-                            .map(|r| now.as_second() - r.as_second())
-                            .unwrap_or(0)
-                            .max(0) as u64;
-                        let ready_for = Duration::from_secs(since);
+                        let ready_for = model::ready_since(p)
+                            .map(|since| super::gate::ready_for(since, now))
+                            .unwrap_or_default();
                         if ready_for >= self.soak {
                             ("Ready".to_string(), true)
                         } else {
                             let left = self.soak - ready_for;
                             wake = Some(left);
-                            (format!("Ready, soaking {}s more", left.as_secs()), false)
+                            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                            (format!("Ready, soaking {secs}s more"), false)
                         }
                     }
                     Some(p) => (

@@ -90,16 +90,16 @@ fn soaking_wakes_when_the_soak_ends() {
     let (sts, pods) = midway();
     let none = BTreeSet::new();
     let mut s = step(&[2], &none, &none);
-    s.gate = gate(600); // Ready for 598 s at the fixtures' now
+    s.gate = gate(600); // Ready for 598 s at the fixtures' now, surely for 597
     let (state, lines) = s.evaluate(Some(&sts), &pods, fixtures::now());
     assert_eq!(
         state,
         StepState::Waiting {
-            wake: Some(Duration::from_secs(2)),
+            wake: Some(Duration::from_secs(3)),
             to_check: vec![]
         }
     );
-    assert_eq!(lines[&2], Line::Waiting("Ready, soaking 2s more".into()));
+    assert_eq!(lines[&2], Line::Waiting("Ready, soaking 3s more".into()));
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn scale_up_waits_for_the_new_pod_and_scale_down_for_the_removed_one() {
     };
     assert_eq!(
         soaking.evaluate(Some(&sts), &pods, fixtures::now()).0,
-        ScaleState::Waiting(Some(Duration::from_secs(2)))
+        ScaleState::Waiting(Some(Duration::from_secs(3)))
     );
     let down = ScaleStep {
         up: false,

@@ -59,14 +59,24 @@ impl Gate<'_> {
         let Some(since) = model::ready_since(pod) else {
             return GateStatus::Waiting(format!("{}, not Ready", model::phase(pod)));
         };
-        let ready_for =
-            Duration::from_secs(now.as_second().saturating_sub(since.as_second()).max(0) as u64);
+        let ready_for = ready_for(since, now);
         if ready_for >= self.soak {
             GateStatus::Passed
         } else {
             GateStatus::Soaking(self.soak - ready_for)
         }
     }
+}
+
+/// How long a pod that turned Ready at `since` has surely been Ready at `now`. The API
+/// keeps condition times in whole seconds (truncated), so the pod may have turned Ready up
+/// to a second after `since`: the soak counts from that latest possible moment, and never
+/// passes early (the controller's own `availableReplicas` may count one second sooner).
+pub fn ready_for(since: Timestamp, now: Timestamp) -> Duration {
+    let secs = now.as_second().saturating_sub(since.as_second()) - 1;
+    let nanos = i64::from(now.subsec_nanosecond());
+    let total = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+    Duration::from_nanos(total.max(0) as u64)
 }
 
 /// Soak time: the StatefulSet's minReadySeconds plus --soak.
@@ -101,16 +111,25 @@ status:
 
     #[test]
     fn ready_pod_passes_after_its_soak() {
-        let now = crate::fixtures::now(); // 10 s after Ready
+        // Ready at 11:59:50 (whole seconds: really between :50 and :51); now 12:00:00.
+        let now = crate::fixtures::now();
         assert_eq!(gate(0).evaluate(Some(&pod(READY)), now), GateStatus::Passed);
+        assert_eq!(gate(9).evaluate(Some(&pod(READY)), now), GateStatus::Passed);
         assert_eq!(
             gate(10).evaluate(Some(&pod(READY)), now),
-            GateStatus::Passed
+            GateStatus::Soaking(Duration::from_secs(1)),
+            "10 s of readiness are certain only a second later"
         );
         assert_eq!(
             gate(30).evaluate(Some(&pod(READY)), now),
-            GateStatus::Soaking(Duration::from_secs(20))
+            GateStatus::Soaking(Duration::from_secs(21))
         );
+        let later: Timestamp = "2026-11-20T12:00:01.250Z".parse().unwrap();
+        assert_eq!(
+            gate(10).evaluate(Some(&pod(READY)), later),
+            GateStatus::Passed
+        );
+        assert_eq!(ready_for(later, later), Duration::ZERO, "never negative");
     }
 
     #[test]

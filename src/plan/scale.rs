@@ -317,6 +317,28 @@ pub fn health_stop(sts: &StatefulSet, pods: &[Pod]) -> Option<String> {
     None
 }
 
+/// Why a new pod of a scale step is not Ready, from its state and its latest events
+/// (`Reason: message`, oldest first). An unscheduled pod is the seed's "Pod stuck in
+/// Pending": say what the scheduler said and what to change.
+pub fn pod_stuck_cause(pod: &Pod, events: &[String]) -> String {
+    let name = pod.name_any();
+    if model::node(pod).is_none() && model::phase(pod) == "Pending" {
+        return match events.iter().rev().find(|e| e.starts_with("FailedScheduling:")) {
+            Some(why) => format!(
+                "{name} is stuck in Pending: no node can take it ({why}); relax its scheduling constraints (affinity, topology spread, taints, resources) or add nodes"
+            ),
+            None => format!("{name} is stuck in Pending: not scheduled yet"),
+        };
+    }
+    let state = model::bad_container_state(pod)
+        .unwrap_or_else(|| format!("{}, not Ready", model::phase(pod)));
+    if events.is_empty() {
+        format!("{name} is {state}")
+    } else {
+        format!("{name} is {state}; events: {}", events.join(" | "))
+    }
+}
+
 /// A PVC left behind by the scale, in the report.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -394,6 +416,33 @@ mod tests {
             classes: Some(classes),
             now: fixtures::now(),
         }
+    }
+
+    #[test]
+    fn a_pod_no_node_takes_is_stuck_in_pending_with_the_schedulers_reason() {
+        let pending: Pod =
+            serde_yaml::from_str("metadata: {name: redis-3}\nstatus: {phase: Pending}").unwrap();
+        let why = "FailedScheduling: 0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules";
+        let c = pod_stuck_cause(&pending, &["Scheduled: x".into(), why.into()]);
+        assert!(
+            c.starts_with(
+                "redis-3 is stuck in Pending: no node can take it (FailedScheduling: 0/3"
+            ),
+            "{c}"
+        );
+        assert!(c.contains("relax its scheduling constraints"), "{c}");
+        assert_eq!(
+            pod_stuck_cause(&pending, &[]),
+            "redis-3 is stuck in Pending: not scheduled yet"
+        );
+        let running: Pod = serde_yaml::from_str(
+            "metadata: {name: redis-3}\nspec: {nodeName: n, containers: []}\nstatus: {phase: Running}",
+        )
+        .unwrap();
+        assert_eq!(
+            pod_stuck_cause(&running, &["Unhealthy: probe".into()]),
+            "redis-3 is Running, not Ready; events: Unhealthy: probe"
+        );
     }
 
     #[test]
