@@ -251,15 +251,22 @@ def make_identity(workdir: str) -> str:
     kubectl("delete", "clusterrolebinding", BENCH_BINDING, "--ignore-not-found")
     kubectl("create", "clusterrolebinding", BENCH_BINDING, "--clusterrole=cluster-admin",
             f"--serviceaccount={NS}:{BENCH_SA}")
+    # A token Secret of our own: the token controller fills it in on every server version
+    # (servers since 1.24 no longer create one per ServiceAccount by themselves).
+    secret = f"{BENCH_SA}-token"
+    kubectl("-n", NS, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": secret, "annotations": {"kubernetes.io/service-account.name": BENCH_SA}},
+    }))
     deadline = time.time() + 60
-    secret = ""
-    while not secret:  # the token controller adds the token secret
-        secret = kubectl("-n", NS, "get", "serviceaccount", BENCH_SA, "-o", "jsonpath={.secrets[0].name}").strip()
-        if not secret:
+    encoded = ""
+    while not encoded:
+        encoded = kubectl("-n", NS, "get", "secret", secret, "-o", "jsonpath={.data.token}").strip()
+        if not encoded:
             if time.time() > deadline:
-                raise RuntimeError(f"no token secret for serviceaccount {NS}/{BENCH_SA}")
+                raise RuntimeError(f"no token in secret {NS}/{secret} for serviceaccount {BENCH_SA}")
             time.sleep(0.5)
-    token = base64.b64decode(kubectl("-n", NS, "get", "secret", secret, "-o", "jsonpath={.data.token}")).decode()
+    token = base64.b64decode(encoded).decode()
     view = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))
     cluster = view["clusters"][0]["cluster"]
     path = os.path.join(workdir, "bench.kubeconfig")
