@@ -738,7 +738,8 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
                      ("rustc", "rustc"), ("python", "python")]:
         v = env.get(k, "")
         if k == "server":
-            v = f"kube-apiserver + kube-controller-manager {v}, sim-kubelet (scripts/cluster.sh)"
+            parts = "kube-apiserver + kube-controller-manager" + ("" if v == "v1.20.2" else " + kube-scheduler")
+            v = f"{parts} {v}, sim-kubelet (scripts/cluster.sh, K8S_VERSION={v})"
         L.append(f"| {label} | {v} |")
     L.append(f"| load average | {env['load'][0]:.2f} at the start, {cfg['load_end'][0]:.2f} at the end "
              f"(other test suites share the machine and the cluster) |")
