@@ -18,7 +18,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::model;
 use crate::plan::canary::{CanaryPlan, CanaryReport, Failure, OnFailure, Outcome, StepResult};
-use crate::plan::conditions::{self, CanaryStep, Line, Observed, StepState};
+use crate::plan::conditions::{self, CanaryStep, Observed, PodProgress, StepState};
 use crate::plan::gate::Gate;
 use crate::plan::patch::{freeze_patch, partition_patch};
 use crate::plan::template::same_template;
@@ -161,9 +161,9 @@ impl CanaryRun<'_> {
             let (state, shown) = step.evaluate(sts.as_ref(), &pods, now);
             for (o, line) in &shown {
                 match line {
-                    Line::Waiting(t) => lines[o].set(t.clone()),
-                    Line::Finished(t) => lines[o].finish(t.clone()),
-                    Line::Passed => lines[o]
+                    PodProgress::Waiting(t) => lines[o].set(t.clone()),
+                    PodProgress::Finished(t) => lines[o].finish(t.clone()),
+                    PodProgress::Passed => lines[o]
                         .finish(format!("passed in {:.1}s", started.elapsed().as_secs_f64())),
                 }
             }

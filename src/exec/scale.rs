@@ -18,7 +18,7 @@ use super::write::guarded_patch;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::model;
-use crate::plan::conditions::{Line, ScaleState, ScaleStep};
+use crate::plan::conditions::{PodProgress, ScaleState, ScaleStep};
 use crate::plan::doctor::{self, DoctorInputs};
 use crate::plan::patch::replicas_patch;
 use crate::plan::scale::{self, ScalePlan, ScaleReport};
@@ -93,9 +93,9 @@ pub async fn execute(
                     step.evaluate(t.statefulset().as_ref(), &t.pods(), Timestamp::now());
                 for (o, line) in &lines {
                     match shown.get(o) {
-                        Some(Line::Finished(text)) => line.finish(text.clone()),
-                        Some(Line::Waiting(text)) => line.set(text.clone()),
-                        Some(Line::Passed) => line.finish("Ready"),
+                        Some(PodProgress::Finished(text)) => line.finish(text.clone()),
+                        Some(PodProgress::Waiting(text)) => line.set(text.clone()),
+                        Some(PodProgress::Passed) => line.finish("Ready"),
                         None => {}
                     }
                 }

@@ -82,7 +82,7 @@ pub enum StepState {
 
 /// A pod's progress line, as the step engine shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub enum PodProgress {
     /// Still going: the current state.
     Waiting(String),
     /// Settled for this step: the final state.
@@ -92,7 +92,7 @@ pub enum Line {
 }
 
 /// Progress lines by ordinal.
-pub type PodLines = BTreeMap<i32, Line>;
+pub type PodLines = BTreeMap<i32, PodProgress>;
 
 /// The text for a pod's gate status.
 pub fn describe(v: &GateStatus, restarts: i32) -> String {
@@ -178,7 +178,7 @@ impl CanaryStep<'_> {
             let restarts = pod.map(model::restarts).unwrap_or(0);
             match &v {
                 GateStatus::Failed(r) => {
-                    lines.insert(*o, Line::Finished(describe(&v, restarts)));
+                    lines.insert(*o, PodProgress::Finished(describe(&v, restarts)));
                     let reason = format!("{}: {r}", model::pod_name(name, *o));
                     return (
                         StepState::Failed {
@@ -193,16 +193,16 @@ impl CanaryStep<'_> {
                     to_check.push(*o);
                 }
                 GateStatus::Passed => {
-                    lines.insert(*o, Line::Passed);
+                    lines.insert(*o, PodProgress::Passed);
                 }
                 GateStatus::Soaking(d) => {
                     all_passed = false;
                     wake = Some(wake.map_or(*d, |w| w.min(*d)));
-                    lines.insert(*o, Line::Waiting(describe(&v, restarts)));
+                    lines.insert(*o, PodProgress::Waiting(describe(&v, restarts)));
                 }
                 GateStatus::Waiting(_) => {
                     all_passed = false;
-                    lines.insert(*o, Line::Waiting(describe(&v, restarts)));
+                    lines.insert(*o, PodProgress::Waiting(describe(&v, restarts)));
                 }
             }
         }
@@ -305,9 +305,9 @@ impl ScaleStep<'_> {
             lines.insert(
                 *o,
                 if finished {
-                    Line::Finished(text)
+                    PodProgress::Finished(text)
                 } else {
-                    Line::Waiting(text)
+                    PodProgress::Waiting(text)
                 },
             );
         }

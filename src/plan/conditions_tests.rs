@@ -82,7 +82,7 @@ fn a_ready_pod_on_the_update_revision_passes() {
     let none = BTreeSet::new();
     let (state, lines) = step(&[2], &none, &none).evaluate(Some(&sts), &pods, fixtures::now());
     assert_eq!(state, StepState::Passed);
-    assert_eq!(lines[&2], Line::Passed);
+    assert_eq!(lines[&2], PodProgress::Passed);
 }
 
 #[test]
@@ -99,7 +99,10 @@ fn soaking_wakes_when_the_soak_ends() {
             to_check: vec![]
         }
     );
-    assert_eq!(lines[&2], Line::Waiting("Ready, soaking 3s more".into()));
+    assert_eq!(
+        lines[&2],
+        PodProgress::Waiting("Ready, soaking 3s more".into())
+    );
 }
 
 #[test]
@@ -139,7 +142,7 @@ fn a_missing_pod_is_waited_for_and_named_when_stuck() {
             to_check: vec![]
         }
     );
-    assert_eq!(lines[&1], Line::Waiting("being recreated".into()));
+    assert_eq!(lines[&1], PodProgress::Waiting("being recreated".into()));
     assert_eq!(s.stuck(&pods, fixtures::now()), vec![1]);
 }
 
@@ -177,7 +180,7 @@ fn a_crash_looping_pod_fails_at_once() {
         matches!(&state, StepState::Failed { ordinal: Some(2), reason } if reason.starts_with("redis-2: ")),
         "{state:?}"
     );
-    assert!(matches!(&lines[&2], Line::Finished(t) if t.starts_with("FAILED")));
+    assert!(matches!(&lines[&2], PodProgress::Finished(t) if t.starts_with("FAILED")));
 }
 
 #[test]
@@ -208,7 +211,7 @@ fn scale_up_waits_for_the_new_pod_and_scale_down_for_the_removed_one() {
     };
     let (state, lines) = up.evaluate(Some(&sts), &pods, fixtures::now());
     assert_eq!(state, ScaleState::Waiting(None));
-    assert_eq!(lines[&1], Line::Waiting("not created yet".into()));
+    assert_eq!(lines[&1], PodProgress::Waiting("not created yet".into()));
     let up_done = ScaleStep {
         changing: &[2],
         staying: 0..1,
