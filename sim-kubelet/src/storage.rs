@@ -1,7 +1,10 @@
 //! A dynamic provisioner for StorageClasses whose provisioner is `sts-safe.dev/sim`:
-//! creates a pre-bound hostPath PersistentVolume for each pending claim (the
-//! kube-controller-manager's PV binder then binds both) and deletes Released volumes whose
-//! reclaim policy is Delete.
+//! creates a pre-bound hostPath PersistentVolume for each pending claim the
+//! kube-controller-manager's PV binder hands to it (annotation
+//! `volume.kubernetes.io/storage-provisioner`, or its beta name on old servers; the binder
+//! sets it only when no existing volume matches, so a volume pre-bound to the claim's name
+//! wins, as with external-provisioner), then the binder binds both; and deletes Released
+//! volumes whose reclaim policy is Delete.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,9 @@ use crate::util::{api_code, is_gone_or_conflict};
 pub const SIM_PROVISIONER: &str = "sts-safe.dev/sim";
 pub const NOBODY_PROVISIONER: &str = "sts-safe.dev/nobody";
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// Set on a claim by the PV binder when it wants a provisioner to create its volume.
+const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
 const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
@@ -120,6 +126,12 @@ pub fn provisioning_for(
         None => classes.iter().find(|c| is_default_class(c))?,
     };
     if class.provisioner != SIM_PROVISIONER {
+        return None;
+    }
+    let asked = [STORAGE_PROVISIONER, BETA_STORAGE_PROVISIONER]
+        .iter()
+        .any(|k| pvc.annotations().get(*k).map(String::as_str) == Some(SIM_PROVISIONER));
+    if !asked {
         return None;
     }
     Some(Provisioning {
@@ -452,6 +464,10 @@ mod tests {
                 name: Some("data-web-0".into()),
                 namespace: Some("ns".into()),
                 uid: Some("abc".into()),
+                annotations: Some(BTreeMap::from([(
+                    STORAGE_PROVISIONER.to_string(),
+                    SIM_PROVISIONER.to_string(),
+                )])),
                 ..Default::default()
             },
             spec: Some(PersistentVolumeClaimSpec {
@@ -501,10 +517,9 @@ mod tests {
         assert_eq!(provisioning_for(&pvc(Some("")), &cs), None);
 
         let mut annotated = pvc(None);
-        annotated.metadata.annotations = Some(BTreeMap::from([(
-            BETA_CLASS_ANNOTATION.to_string(),
-            "sim-retain".to_string(),
-        )]));
+        annotated
+            .annotations_mut()
+            .insert(BETA_CLASS_ANNOTATION.to_string(), "sim-retain".to_string());
         assert_eq!(
             provisioning_for(&annotated, &cs).unwrap().pv_class,
             "sim-retain"
@@ -513,6 +528,17 @@ mod tests {
         let mut bound = pvc(Some("sim-standard"));
         bound.spec.as_mut().unwrap().volume_name = Some("pv-1".into());
         assert_eq!(provisioning_for(&bound, &cs), None);
+
+        // Not handed to a provisioner (yet): the binder may have a volume for it.
+        let mut unasked = pvc(Some("sim-standard"));
+        unasked.annotations_mut().clear();
+        assert_eq!(provisioning_for(&unasked, &cs), None);
+        // Old servers set only the beta name.
+        unasked.annotations_mut().insert(
+            BETA_STORAGE_PROVISIONER.to_string(),
+            SIM_PROVISIONER.to_string(),
+        );
+        assert!(provisioning_for(&unasked, &cs).is_some());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use kube::api::{Api, ListParams};
 use crate::cli::{DryRun, PruneArgs};
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
+use crate::exec::access;
 use crate::exec::prune::{self as engine, PruneRun};
 use crate::exec::read::{list_all, ALL_NAMESPACES};
 use crate::plan::prune::{
@@ -154,6 +155,11 @@ pub async fn run(ctx: &Ctx, args: &PruneArgs) -> Result<i32> {
     let groups = if dry == DryRun::Server || nothing {
         (true, true)
     } else {
+        // Before the question: a run that may not hold or delete claims stops here, not
+        // half-way. With -A the rights may differ per namespace; each write says so.
+        if scope.namespace.is_some() {
+            access::require(ctx, access::PRUNE).await?;
+        }
         if ctx.output != Output::Text && ctx.interactive && !args.mutate.yes {
             render::note(plan.text());
         }

@@ -58,6 +58,14 @@ pub const CANARY: &[Need] = &[
     ("get", "apps", "controllerrevisions"),
 ];
 
+/// prune-pvcs in one namespace: the re-checks, the hold (patch) and the delete.
+pub const PRUNE: &[Need] = &[
+    ("get", "apps", "statefulsets"),
+    ("list", "", "pods"),
+    ("patch", "", "persistentvolumeclaims"),
+    ("delete", "", "persistentvolumeclaims"),
+];
+
 pub const SCALE: &[Need] = &[
     ("get", "apps", "statefulsets"),
     ("patch", "apps", "statefulsets"),

@@ -20,9 +20,24 @@
 //!   nothing is deleted and nothing is asked.
 //! - Deleting: highest ordinal first (a scale-up claims the lowest ordinals first). Right
 //!   before each delete the PVC's StatefulSet is read again (GET) and the pods of its
-//!   namespace listed again; the PVC is judged again with the same rule. Then the delete
-//!   carries Preconditions { uid, resourceVersion } from the plan, so a PVC changed or
-//!   recreated since the plan is never deleted (409 → skipped).
+//!   namespace listed again; the PVC is judged again with the same rule. No API call can
+//!   test the StatefulSet and delete the claim in one step, so a claim is deleted in four
+//!   steps: (1) the finalizer [`HOLD`] is added under the plan's resourceVersion (a PVC
+//!   changed or recreated since the plan is never touched: 409 → skipped), then the
+//!   re-check above (a failed re-check takes the hold back); (2) the delete, with
+//!   Preconditions { uid, resourceVersion }, only marks the claim, which the hold keeps
+//!   with its volume; (3) the claim is judged again on fresh
+//!   reads. From the mark on, the StatefulSet controller creates no pod for a claim being
+//!   deleted, so this judgement is final: (4) when the ordinal is still not live and no
+//!   pod mounts the claim, the hold is removed and the claim goes; otherwise a scale-up
+//!   landed around the delete, and since resourceVersions of different kinds are not
+//!   comparable the run cannot tell whether it came before the mark: the claim stays held
+//!   with its data ([`Status::Held`], exit 3; README "A prune that raced a scale-up" tells
+//!   how to keep the data).
+//! - A claim an earlier run marked and still holds (killed between (2) and (4)) is judged
+//!   as if unmarked: an orphan is planned again with `held: true` (its delete is finished
+//!   by (3) and (4)); one whose ordinal is live again is listed under `skipped` (code
+//!   `held`).
 //! - Ctrl-C stops between deletions (a second Ctrl-C aborts at once).
 //! - Exit codes: 0 when every planned PVC was deleted or nothing needed pruning; 3 when
 //!   any planned PVC was not deleted (skipped by a re-check or precondition, or its group
@@ -46,6 +61,9 @@ use super::orphan::{self, OrphanRules, Verdict};
 use super::API_VERSION;
 use crate::error::exit;
 use crate::model;
+
+/// The finalizer that holds a claim between its deletion mark and the final re-check.
+pub const HOLD: &str = "sts-safe.dev/prune-hold";
 
 // ---- Plan data (the documented `-o json|yaml` structure) -------------------------------
 
@@ -97,6 +115,9 @@ pub struct PlanEntry {
     /// Preconditions of the delete: a PVC changed or recreated since the plan is kept.
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// True when an earlier run marked the claim for deletion and still holds it: only
+    /// the final re-check and the removal of the hold remain.
+    pub held: bool,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq, Default)]
@@ -116,7 +137,7 @@ pub struct Skipped {
     /// Null for a PVC of the "StatefulSet gone" group.
     pub statefulset: Option<String>,
     pub ordinal: i32,
-    /// mounted | deleting | scaled-to-zero | ambiguous | too-young
+    /// mounted | deleting | scaled-to-zero | ambiguous | too-young | held
     pub code: &'static str,
     pub reason: String,
 }
@@ -158,6 +179,9 @@ pub enum Group {
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Deleted,
+    /// Marked for deletion, then a scale-up or a pod claimed it: kept by the hold, with
+    /// its volume.
+    Held,
     /// `--dry-run=server`: the API server accepted the delete; nothing was deleted.
     Validated,
     Skipped,
@@ -169,6 +193,7 @@ pub enum Status {
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub deleted: usize,
+    pub held: usize,
     pub validated: usize,
     pub skipped: usize,
     pub failed: usize,
@@ -311,7 +336,58 @@ fn entry(
         phase: model::pvc_phase(pvc).to_string(),
         uid: pvc.metadata.uid.clone(),
         resource_version: pvc.metadata.resource_version.clone(),
+        held: is_held(pvc),
     }
+}
+
+/// Whether an earlier run marked the claim for deletion and still holds it.
+pub fn is_held(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.metadata.deletion_timestamp.is_some() && has_hold(pvc)
+}
+
+pub fn has_hold(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.finalizers().iter().any(|f| f == HOLD)
+}
+
+/// The claim as it was before this tool marked it: a held claim is judged by the same
+/// rule as an unmarked one (the mark is ours, the decision is not final yet).
+pub fn unmarked(pvc: &PersistentVolumeClaim) -> PersistentVolumeClaim {
+    let mut p = pvc.clone();
+    if is_held(pvc) {
+        p.metadata.deletion_timestamp = None;
+        p.metadata.deletion_grace_period_seconds = None;
+    }
+    p
+}
+
+/// The finalizers with the hold added (once) or removed.
+pub fn finalizers_with_hold(pvc: &PersistentVolumeClaim, hold: bool) -> Vec<String> {
+    let mut f: Vec<String> = pvc
+        .finalizers()
+        .iter()
+        .filter(|f| *f != HOLD)
+        .cloned()
+        .collect();
+    if hold {
+        f.push(HOLD.to_string());
+    }
+    f
+}
+
+/// Whether the listed original of `pvc` (an [`unmarked`] copy) is held.
+fn held_in(inp: &PruneInputs, pvc: &PersistentVolumeClaim) -> bool {
+    let key = (pvc.namespace(), pvc.name_any());
+    inp.pvcs
+        .iter()
+        .any(|p| (p.namespace(), p.name_any()) == key && is_held(p))
+}
+
+/// Why a held claim whose ordinal is live again (or that a pod mounts) is kept.
+fn held_reason(why: &str) -> String {
+    format!(
+        "marked for deletion by an earlier prune-pvcs, then {why}: the finalizer {HOLD} \
+         keeps the claim and its volume (README: \"A prune that raced a scale-up\")"
+    )
 }
 
 /// `Some(reason)` when `--older-than` excludes the PVC (an unknown age is excluded too).
@@ -357,15 +433,26 @@ pub fn plan(inp: &PruneInputs, scope: &Scope, now: Timestamp) -> PrunePlan {
     let volumes = volume_index(inp.pvs.as_deref());
     let mut pvcs = vec![];
     let mut skipped = vec![];
-    for c in orphan::classify(&inp.statefulsets, &inp.pvcs, &inp.pods, scope.options()) {
-        if !scope.covers(&c) || c.verdict == Verdict::Live {
+    let claims: Vec<PersistentVolumeClaim> = inp.pvcs.iter().map(unmarked).collect();
+    for c in orphan::classify(&inp.statefulsets, &claims, &inp.pods, scope.options()) {
+        let held = held_in(inp, c.pvc);
+        if !scope.covers(&c) || (c.verdict == Verdict::Live && !held) {
             continue;
         }
         let young = too_young(c.pvc, scope.older_than, now);
-        let skip = match (skip_code(&c.verdict), young) {
-            (Some(code), _) => Some((code, c.verdict.reason())),
-            (None, Some(why)) => Some(("too-young", why)),
-            (None, None) => None,
+        let skip = match (&c.verdict, skip_code(&c.verdict), young) {
+            (Verdict::Live, _, _) => Some((
+                "held",
+                held_reason(&format!("ordinal {} became live again", c.ordinal)),
+            )),
+            (Verdict::MountedBy(pod), _, _) if held => {
+                Some(("held", held_reason(&format!("pod \"{pod}\" mounted it"))))
+            }
+            (_, Some(code), _) => Some((code, c.verdict.reason())),
+            // A held claim is already marked: --older-than does not undo the mark.
+            (_, None, Some(_)) if held => None,
+            (_, None, Some(why)) => Some(("too-young", why)),
+            (_, None, None) => None,
         };
         match skip {
             Some((code, reason)) => skipped.push(Skipped {
@@ -383,7 +470,9 @@ pub fn plan(inp: &PruneInputs, scope: &Scope, now: Timestamp) -> PrunePlan {
                     claim_prefix: None,
                     ordinal: c.ordinal,
                 };
-                pvcs.push(entry(c.pvc, naming, &volumes, now));
+                let mut e = entry(c.pvc, naming, &volumes, now);
+                e.held = held;
+                pvcs.push(e);
             }
         }
     }
@@ -429,13 +518,15 @@ fn gone_group(
     skipped: &mut Vec<Skipped>,
 ) -> Vec<PlanEntry> {
     let mut gone = vec![];
+    let claims: Vec<PersistentVolumeClaim> = inp.pvcs.iter().map(unmarked).collect();
     for (pvc, prefix, ordinal) in
-        orphan::gone_statefulset_claims(&inp.statefulsets, &inp.pvcs, &inp.pods)
+        orphan::gone_statefulset_claims(&inp.statefulsets, &claims, &inp.pods)
     {
+        let held = held_in(inp, pvc);
         if !scope.covers_gone(&prefix) {
             continue;
         }
-        if let Some(reason) = too_young(pvc, scope.older_than, now) {
+        if let Some(reason) = too_young(pvc, scope.older_than, now).filter(|_| !held) {
             skipped.push(Skipped {
                 namespace: pvc.namespace().unwrap_or_default(),
                 name: pvc.name_any(),
@@ -452,7 +543,9 @@ fn gone_group(
             claim_prefix: Some(prefix),
             ordinal,
         };
-        gone.push(entry(pvc, naming, volumes, now));
+        let mut e = entry(pvc, naming, volumes, now);
+        e.held = held;
+        gone.push(e);
     }
     gone.sort_by(|a, b| {
         (&a.namespace, &a.claim_prefix, a.ordinal).cmp(&(&b.namespace, &b.claim_prefix, b.ordinal))
@@ -571,6 +664,7 @@ pub fn summarize(results: &[Outcome]) -> Summary {
     );
     Summary {
         deleted: count(Status::Deleted),
+        held: count(Status::Held),
         validated: count(Status::Validated),
         skipped: count(Status::Skipped),
         failed: count(Status::Failed),

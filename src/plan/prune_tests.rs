@@ -460,3 +460,93 @@ fn the_question_names_count_size_and_destroyed_data() {
         "Delete 7 PVC(s), 48Gi in total; the data of 1 is destroyed (reclaim policy Delete)?"
     );
 }
+
+/// Marks `name` for deletion, with prune's hold when `hold`.
+fn mark(inp: &mut PruneInputs, name: &str, hold: bool) {
+    let pvc = inp.pvcs.iter_mut().find(|p| p.name_any() == name).unwrap();
+    pvc.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        fixtures::now(),
+    ));
+    pvc.metadata.finalizers = Some(finalizers_with_hold(pvc, hold));
+    if !hold {
+        pvc.metadata.finalizers = Some(vec!["kubernetes.io/pvc-protection".into()]);
+    }
+}
+
+#[test]
+fn a_claim_an_earlier_run_held_is_planned_again_to_be_finished() {
+    let mut inp = inputs(Some("shop"));
+    mark(&mut inp, "redis-data-redis-3", true);
+    mark(&mut inp, "redis-data-redis-4", false);
+    let p = plan(&inp, &shop(), fixtures::now());
+    let held: Vec<_> = p.pvcs.iter().filter(|e| e.held).map(|e| &e.name).collect();
+    assert_eq!(held, ["redis-data-redis-3"], "held and orphaned: finish it");
+    assert_eq!(
+        skipped(&p, "deleting"),
+        ["redis-data-redis-4"],
+        "marked by someone else"
+    );
+    let text = p.text();
+    assert!(text.contains("Bound (held by an earlier run)"), "{text}");
+    // --older-than does not undo a mark.
+    let scope = Scope {
+        older_than: Some(Duration::from_secs(10 * 365 * 86400)),
+        ..shop()
+    };
+    let p = plan(&inp, &scope, fixtures::now());
+    assert_eq!(names(&p.pvcs), ["redis-data-redis-3"]);
+}
+
+#[test]
+fn a_held_claim_whose_ordinal_is_live_again_is_reported_not_dropped() {
+    let mut inp = inputs(Some("shop"));
+    mark(&mut inp, "redis-data-redis-3", true);
+    inp.statefulsets
+        .iter_mut()
+        .find(|s| s.name_any() == "redis")
+        .unwrap()
+        .spec
+        .replicas = Some(4);
+    let p = plan(&inp, &shop(), fixtures::now());
+    assert!(!names(&p.pvcs).contains(&"redis-data-redis-3"));
+    let s = p.skipped.iter().find(|s| s.code == "held").unwrap();
+    assert_eq!(s.name, "redis-data-redis-3");
+    assert!(
+        s.reason.contains("ordinal 3 became live again")
+            && s.reason.contains(HOLD)
+            && s.reason.contains("A prune that raced a scale-up"),
+        "{}",
+        s.reason
+    );
+    // An unheld live claim is never listed at all.
+    assert!(!p.skipped.iter().any(|s| s.name == "redis-data-redis-0"));
+}
+
+#[test]
+fn the_hold_is_added_once_and_removed_alone() {
+    let inp = inputs(Some("shop"));
+    let mut pvc = inp.pvcs[0].clone();
+    pvc.metadata.finalizers = Some(vec!["kubernetes.io/pvc-protection".into()]);
+    let with = finalizers_with_hold(&pvc, true);
+    assert_eq!(with, ["kubernetes.io/pvc-protection", HOLD]);
+    pvc.metadata.finalizers = Some(with);
+    assert_eq!(finalizers_with_hold(&pvc, true).len(), 2, "never twice");
+    assert_eq!(
+        finalizers_with_hold(&pvc, false),
+        ["kubernetes.io/pvc-protection"]
+    );
+    assert!(has_hold(&pvc) && !is_held(&pvc), "held but not marked");
+    assert_eq!(unmarked(&pvc), pvc);
+    pvc.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        fixtures::now(),
+    ));
+    assert!(is_held(&pvc));
+    assert!(unmarked(&pvc).metadata.deletion_timestamp.is_none());
+    let s = summarize(&[outcome(Status::Held), outcome(Status::Deleted)]);
+    assert_eq!(s.held, 1);
+    assert_eq!(exit_code(&[outcome(Status::Held)]), 3);
+    assert_eq!(
+        render_summary(&s),
+        "Deleted 1 PVC(s) (10Gi), 1 held after a race (volume kept).\n"
+    );
+}

@@ -58,7 +58,11 @@ fn entries_table(entries: &[PlanEntry], all_namespaces: bool, gone: bool) -> Str
                 dash(&e.volume),
                 styled_consequence(e),
                 fmt_age(e.age_seconds),
-                e.phase.clone(),
+                if e.held {
+                    format!("{} (held by an earlier run)", e.phase)
+                } else {
+                    e.phase.clone()
+                },
             ];
             if all_namespaces {
                 row.insert(0, e.namespace.clone());
@@ -168,6 +172,7 @@ pub fn result_line(o: &Outcome, all_namespaces: bool) -> String {
         .unwrap_or_default();
     match o.result {
         Status::Deleted => format!("{} {name}", green("deleted")),
+        Status::Held => format!("{} {name}{reason}", red("held")),
         Status::Validated => format!("validated {name} (server dry-run, nothing deleted)"),
         Status::Skipped => format!("{} {name}{reason}", yellow("skipped")),
         Status::Failed => format!("{} {name}{reason}", red("failed")),
@@ -187,6 +192,9 @@ pub fn render_summary(s: &Summary) -> String {
             "Deleted {} PVC(s) ({})",
             s.deleted, s.deleted_capacity
         ));
+    }
+    if s.held > 0 {
+        parts.push(format!("{} held after a race (volume kept)", s.held));
     }
     if s.skipped > 0 {
         parts.push(format!("{} skipped", s.skipped));

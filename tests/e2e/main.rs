@@ -11,6 +11,7 @@ mod doctor;
 mod errors;
 mod faults;
 mod prune;
+mod prune_hold;
 mod scale;
 mod server;
 mod sim;

@@ -14,7 +14,8 @@
 //!   on the update revision, and only once the controller reports an update revision (a
 //!   write that also changes the template must be the freeze, partition >= replicas, or a
 //!   rollback to an image list the check allows);
-//! - no PVC is deleted while its ordinal is live or while a pod mounts it.
+//! - no PVC is marked for deletion while its ordinal is live or while a pod mounts it,
+//!   unless prune's hold finalizer is on it; and such a claim never goes away.
 //!
 //! The queries ([`Recorder::partitions`], [`Recorder::ready_order`],
 //! [`Recorder::max_unavailable`], [`Recorder::partitions_after`], [`Recorder::saw_image`])
@@ -31,6 +32,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use sts_safe::model;
+use sts_safe::plan::prune::HOLD as PRUNE_HOLD;
 
 use super::TestNs;
 
@@ -82,7 +84,15 @@ struct StsState {
 enum State {
     Pod(PodState),
     Sts(Box<StsState>),
-    Pvc { deleting: bool },
+    Pvc { deleting: bool, held: bool },
+}
+
+/// A claim as the analysis follows it: marked for deletion, and why it was in use when
+/// it was marked under prune's hold.
+#[derive(Debug, Clone)]
+struct PvcTrack {
+    deleting: bool,
+    marked_in_use: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +207,7 @@ fn sts_state(s: &StatefulSet) -> State {
 fn pvc_state(p: &PersistentVolumeClaim) -> State {
     State::Pvc {
         deleting: p.metadata.deletion_timestamp.is_some(),
+        held: p.finalizers().iter().any(|f| f == PRUNE_HOLD),
     }
 }
 
@@ -488,7 +499,7 @@ impl Log {
         let (evs, baseline, watch_errors) = (self.replay(), self.baseline, self.watch_errors);
         let mut pods: BTreeMap<String, PodState> = BTreeMap::new();
         let mut sets: HashMap<String, StsState> = HashMap::new();
-        let mut pvcs: HashMap<String, bool> = HashMap::new();
+        let mut pvcs: HashMap<String, PvcTrack> = HashMap::new();
         let mut f = Findings {
             watch_errors,
             ..Default::default()
@@ -497,21 +508,45 @@ impl Log {
             let checked = e.rv > baseline;
             match e.kind {
                 Kind::Pvc => {
-                    let deleting_now = match &e.state {
-                        Some(State::Pvc { deleting }) => *deleting,
-                        _ => true,
+                    // The deletion is decided at the mark (deletionTimestamp). A mark while
+                    // the claim is in use is allowed only under prune's hold, and such a
+                    // claim must never then go away (the hold keeps its volume).
+                    let prev = pvcs.get(&e.name).cloned();
+                    let (deleting, held) = match &e.state {
+                        Some(State::Pvc { deleting, held }) => (*deleting, *held),
+                        _ => (true, false),
                     };
-                    if checked && deleting_now && pvcs.get(&e.name) == Some(&false) {
+                    let marked_now = matches!(&prev, Some(p) if !p.deleting) && deleting;
+                    let mut marked_in_use = prev.as_ref().and_then(|p| p.marked_in_use.clone());
+                    if checked && marked_now {
                         if let Some(why) = pvc_in_use(&e.name, c, &sets, &pods) {
-                            f.violations
-                                .push(format!("rv {}: PVC {} deleted while {why}", e.rv, e.name));
+                            if held && e.state.is_some() {
+                                marked_in_use = Some(why);
+                            } else {
+                                f.violations.push(format!(
+                                    "rv {}: PVC {} deleted while {why}",
+                                    e.rv, e.name
+                                ));
+                            }
                         }
                     }
                     match e.state {
-                        Some(State::Pvc { deleting }) => {
-                            pvcs.insert(e.name, deleting);
+                        Some(State::Pvc { .. }) => {
+                            pvcs.insert(
+                                e.name,
+                                PvcTrack {
+                                    deleting,
+                                    marked_in_use,
+                                },
+                            );
                         }
                         _ => {
+                            if let (true, Some(why)) = (checked, marked_in_use) {
+                                f.violations.push(format!(
+                                    "rv {}: PVC {} went away after being marked while {why}",
+                                    e.rv, e.name
+                                ));
+                            }
                             pvcs.remove(&e.name);
                         }
                     }

@@ -544,6 +544,7 @@ async fn bad_input_table() {
         case(&["scale", "redis", "--replicas", "3", "--yes"], Via::Limited(&[("list", "persistentvolumeclaims")]), E, &["cannot list persistentvolumeclaims"]),
         case(&["prune-pvcs", "redis", "--yes"], Via::Limited(&[("list", "persistentvolumeclaims")]), E, &["cannot list persistentvolumeclaims"]),
         case(&["prune-pvcs", "redis", "--yes"], Via::Limited(&[("delete", "persistentvolumeclaims")]), E, &["cannot delete persistentvolumeclaims"]),
+        case(&["prune-pvcs", "redis", "--yes"], Via::Limited(&[("patch", "persistentvolumeclaims")]), E, &["cannot patch persistentvolumeclaims"]),
         case(&["doctor"], Via::Limited(&[("list", "statefulsets")]), E, &["cannot list statefulsets"]),
         // gates, safety checks, refusals (3)
         on(case(&["canary", "ondel", "--image", img, "--yes"], Via::Admin, S, &["uses updateStrategy OnDelete"]), "ondel"),

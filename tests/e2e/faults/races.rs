@@ -9,6 +9,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use rand::Rng;
 use sts_safe::model;
+use sts_safe::plan::prune::has_hold;
 
 use super::*;
 use crate::support::{images_of, template_of, Check, Pty, Recorder, TestNs};
@@ -222,7 +223,9 @@ async fn two_copies_on_the_same_statefulset() {
 
 /// A scale-up between prune's plan and its deletes: through the prompt (deterministic),
 /// then with `--yes` and a scale-up at a random moment (ceil(N/5) trials). Whatever the
-/// timing, no PVC is deleted while its ordinal is live or a pod mounts it.
+/// timing, no PVC is marked for deletion while its ordinal is live or a pod mounts it,
+/// unless prune's hold keeps it (a scale-up landing between the final re-read and the
+/// delete): then the run reports it `held` and the claim keeps its volume.
 #[tokio::test]
 async fn scale_up_between_prune_plan_and_delete() {
     let ns = TestNs::new("fault-prune").await;
@@ -270,8 +273,30 @@ async fn scale_up_between_prune_plan_and_delete() {
             out.stderr
         );
         eprintln!("{what}: exit {}", out.code);
-        ns.wait_ready("redis", WAIT).await;
         rec.caught_up().await;
         rec.analyse(&check).assert_safe(&check, &what);
+        // A delete that lost the race stays held with its volume (the controller starts
+        // no pod on it): check what the run said, then drop the claim for the next trial.
+        for pvc in ns.pvcs().await.iter().filter(|p| has_hold(p)) {
+            let name = pvc.name_any();
+            eprintln!("{what}: {name} held\n{}", out.stdout);
+            assert!(
+                out.code == 3 && out.stdout.contains(&format!("held {name}: ")),
+                "{what}: {name} held without being reported\n{}",
+                out.stdout
+            );
+            assert!(
+                pvc.metadata.deletion_timestamp.is_some()
+                    && pvc
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.volume_name.as_ref())
+                        .is_some()
+            );
+            let drop = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
+            ns.kubectl(&["patch", "pvc", &name, "--type", "json", "-p", drop])
+                .expect_code(0);
+        }
+        ns.wait_ready("redis", WAIT).await;
     }
 }

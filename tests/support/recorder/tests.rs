@@ -44,10 +44,16 @@ fn listed() -> Log {
             Kind::Pvc,
             claim,
             4 + o,
-            Some(State::Pvc { deleting: false }),
+            Some(State::Pvc {
+                deleting: false,
+                held: false,
+            }),
         );
     }
-    let orphan = Some(State::Pvc { deleting: false });
+    let orphan = Some(State::Pvc {
+        deleting: false,
+        held: false,
+    });
     l.push(Kind::Pvc, "redis-data-redis-3".into(), 7, orphan);
     l.push(
         Kind::Sts,
@@ -204,7 +210,12 @@ fn lowering_the_partition_before_an_update_revision_is_a_violation() {
 #[test]
 fn deleting_a_live_or_mounted_pvc_is_a_violation() {
     let mut l = listed();
-    let deleting = || Some(State::Pvc { deleting: true });
+    let deleting = || {
+        Some(State::Pvc {
+            deleting: true,
+            held: false,
+        })
+    };
     l.push(Kind::Pvc, "redis-data-redis-3".into(), 9, deleting());
     l.push(Kind::Pvc, "redis-data-redis-3".into(), 10, None);
     assert!(l.analyse(&check(1)).violations.is_empty(), "the orphan");
@@ -220,6 +231,54 @@ fn deleting_a_live_or_mounted_pvc_is_a_violation() {
     assert_eq!(f.violations.len(), 2, "{:?}", f.violations);
     assert!(f.violations[0].contains("ordinal 1 of redis was live (replicas 3)"));
     assert!(f.violations[1].contains("pod redis-2 mounted it"));
+}
+
+#[test]
+fn a_held_mark_while_live_is_safe_until_the_claim_goes() {
+    let mut l = listed();
+    // The scale-up lands first; prune's mark (under its hold) comes after.
+    l.push(
+        Kind::Sts,
+        "redis".into(),
+        9,
+        sts(0, 4, "redis:1", Some("old")),
+    );
+    let held = |deleting| {
+        Some(State::Pvc {
+            deleting,
+            held: true,
+        })
+    };
+    l.push(Kind::Pvc, "redis-data-redis-3".into(), 10, held(false));
+    l.push(Kind::Pvc, "redis-data-redis-3".into(), 11, held(true));
+    let f = l.analyse(&check(1));
+    assert!(
+        f.violations.is_empty(),
+        "held, volume kept: {:?}",
+        f.violations
+    );
+    // ... but a held claim marked while live must never go away.
+    l.push(Kind::Pvc, "redis-data-redis-3".into(), 12, None);
+    let f = l.analyse(&check(1));
+    assert_eq!(f.violations.len(), 1, "{:?}", f.violations);
+    assert!(
+        f.violations[0].contains("went away after being marked while ordinal 3"),
+        "{:?}",
+        f.violations
+    );
+    // A mark while not live, then a scale-up, then the claim goes: the decision was
+    // made at the mark, before the scale-up.
+    let mut l = listed();
+    l.push(Kind::Pvc, "redis-data-redis-3".into(), 9, held(false));
+    l.push(Kind::Pvc, "redis-data-redis-3".into(), 10, held(true));
+    l.push(
+        Kind::Sts,
+        "redis".into(),
+        11,
+        sts(0, 4, "redis:1", Some("old")),
+    );
+    l.push(Kind::Pvc, "redis-data-redis-3".into(), 12, None);
+    assert!(l.analyse(&check(1)).violations.is_empty());
 }
 
 #[test]
