@@ -21,7 +21,9 @@
 #           stop the kube-apiserver `up` started (pid file, verified through
 #           /proc/PID/cmdline) and start it again with exactly the same command line,
 #           then wait for /readyz; etcd, controller manager and simulator keep running
-#           (fault-injection tests). The previous log is kept as kube-apiserver.log.1
+#           (fault-injection tests). The previous log is kept as kube-apiserver.log.1.
+#           With the real scheduler (v1.37.2), kube-scheduler is restarted the same way
+#           afterwards: its pod informer can stall for minutes after an API server restart
 #
 # Environment:
 #   K8S_VERSION              v1.37.2 (default; also "current") or v1.20.2 (also "1.20")
@@ -634,27 +636,40 @@ cmd_status() {
   [ "$all" = 1 ]
 }
 
-cmd_restart_apiserver() {
-  local pid t0
+# Stops one component `up` started and starts it again with exactly the same command line
+# (read from /proc before stopping); the previous log is kept as <name>.log.1.
+restart_component() {
+  local name=$1 what=$2 ready=$3 pid t0
   local -a argv=()
+  pid=$(running_pid "$name") || die "$name is not running (start the cluster with: $0 up)"
+  mapfile -d '' argv <"/proc/$pid/cmdline" || die "cannot read /proc/$pid/cmdline"
+  [ "${#argv[@]}" -gt 1 ] || die "empty command line for $name (pid $pid)"
+  [ -x "${argv[0]}" ] || die "${argv[0]} ($name binary) is missing"
+  log "stopping $name (pid $pid)"
+  stop_components "$name"
+  t0=$(now_ms)
+  [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
+  # If the new one does not become ready, fail showing its log (`down` still stops it
+  # through its pid file); the other components are left alone.
+  launch "$name" "${argv[@]}"
+  wait_until "$name" "$what" "$ready"
+  log "$name restarted (pid $(<"$RUN/$name.pid")): ready $(($(now_ms) - t0))ms after the old one stopped"
+}
+
+cmd_restart_apiserver() {
   T0=$(now_ms)
   mkdir -p "$RUN" "$LOGS"
   exec 9>>"$RUN/lock"
   flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
-  pid=$(running_pid kube-apiserver) || die "kube-apiserver is not running (start the cluster with: $0 up)"
-  # The exact command line `up` used (argv[0] is the binary's path), read before stopping.
-  mapfile -d '' argv <"/proc/$pid/cmdline" || die "cannot read /proc/$pid/cmdline"
-  [ "${#argv[@]}" -gt 1 ] || die "empty command line for kube-apiserver (pid $pid)"
-  [ -x "${argv[0]}" ] || die "${argv[0]} (kube-apiserver binary) is missing"
-  log "stopping kube-apiserver (pid $pid)"
-  stop_components kube-apiserver
-  t0=$(now_ms)
-  [ -f "$LOGS/kube-apiserver.log" ] && mv -f "$LOGS/kube-apiserver.log" "$LOGS/kube-apiserver.log.1"
-  # If the new one does not become ready, fail showing its log (`down` still stops it
-  # through its pid file); the other components are left alone.
-  launch kube-apiserver "${argv[@]}"
-  wait_until kube-apiserver "kube-apiserver /readyz" apiserver_ready
-  log "kube-apiserver restarted (pid $(<"$RUN/kube-apiserver.pid")): ready $(($(now_ms) - t0))ms after the old one stopped, $(($(now_ms) - T0))ms in total"
+  restart_component kube-apiserver "kube-apiserver /readyz" apiserver_ready
+  # The real kube-scheduler does not always come back from an API server restart: its pod
+  # informer can stall for minutes ("Scheduler cache is corrupted", new pods never bound;
+  # production clusters report the same after outages). The fault tests are about the
+  # plugin, so the scheduler is restarted as an operator would.
+  if [ "$REAL_SCHEDULER" = 1 ]; then
+    restart_component kube-scheduler "kube-scheduler /healthz" scheduler_healthy
+  fi
+  log "restart done in $(($(now_ms) - T0))ms"
 }
 
 case ${1:-} in

@@ -45,6 +45,9 @@ impl Verdict {
 pub struct Claim<'a> {
     pub pvc: &'a PersistentVolumeClaim,
     pub statefulset: String,
+    /// The uid of the StatefulSet judged: a StatefulSet re-created under the same name
+    /// is another object.
+    pub statefulset_uid: Option<String>,
     pub template: String,
     pub ordinal: i32,
     pub verdict: Verdict,
@@ -140,6 +143,7 @@ pub fn classify<'a>(
         out.push(Claim {
             pvc,
             statefulset: sts.name_any(),
+            statefulset_uid: sts.metadata.uid.clone(),
             template,
             ordinal,
             verdict,

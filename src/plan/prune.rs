@@ -95,6 +95,9 @@ pub struct PlanEntry {
     pub name: String,
     /// Null in the "StatefulSet gone" group.
     pub statefulset: Option<String>,
+    /// The StatefulSet's uid at plan time: the re-checks stop for a StatefulSet deleted
+    /// and re-created under the same name. Null in the "StatefulSet gone" group.
+    pub statefulset_uid: Option<String>,
     /// The volumeClaimTemplate; null in the "StatefulSet gone" group.
     pub template: Option<String>,
     /// "StatefulSet gone" group: `<template>-<statefulset>` as read from the name.
@@ -307,6 +310,7 @@ fn consequence(policy: &str) -> String {
 
 struct Naming {
     statefulset: Option<String>,
+    statefulset_uid: Option<String>,
     template: Option<String>,
     claim_prefix: Option<String>,
     ordinal: i32,
@@ -324,6 +328,7 @@ fn entry(
         namespace: pvc.namespace().unwrap_or_default(),
         name: pvc.name_any(),
         statefulset: naming.statefulset,
+        statefulset_uid: naming.statefulset_uid,
         template: naming.template,
         claim_prefix: naming.claim_prefix,
         ordinal: naming.ordinal,
@@ -466,6 +471,7 @@ pub fn plan(inp: &PruneInputs, scope: &Scope, now: Timestamp) -> PrunePlan {
             None => {
                 let naming = Naming {
                     statefulset: Some(c.statefulset.clone()),
+                    statefulset_uid: c.statefulset_uid.clone(),
                     template: Some(c.template.clone()),
                     claim_prefix: None,
                     ordinal: c.ordinal,
@@ -539,6 +545,7 @@ fn gone_group(
         }
         let naming = Naming {
             statefulset: None,
+            statefulset_uid: None,
             template: None,
             claim_prefix: Some(prefix),
             ordinal,
@@ -595,6 +602,12 @@ pub fn recheck_orphan(
             "StatefulSet \"{sts_name}\" was deleted since the plan"
         ));
     };
+    if entry.statefulset_uid.is_some() && sts.metadata.uid != entry.statefulset_uid {
+        return Some(format!(
+            "StatefulSet \"{sts_name}\" was deleted and re-created since the plan (another \
+             uid): re-run to plan again"
+        ));
+    }
     let claims = orphan::classify(
         std::slice::from_ref(sts),
         std::slice::from_ref(pvc),

@@ -397,6 +397,13 @@ fn recheck_catches_scale_up_new_mounts_and_deletion() {
         recheck_orphan(e, None, pvc, &inp.pods, opts).unwrap(),
         "StatefulSet \"redis\" was deleted since the plan"
     );
+    let mut recreated = redis_sts(2);
+    recreated.metadata.uid = Some("another".into());
+    assert!(e.statefulset_uid.is_some());
+    assert_eq!(
+        recheck_orphan(e, Some(&recreated), pvc, &inp.pods, opts).unwrap(),
+        "StatefulSet \"redis\" was deleted and re-created since the plan (another uid): re-run to plan again"
+    );
     let gone = inp
         .pvcs
         .iter()

@@ -1,16 +1,19 @@
 //! `prune-pvcs`'s hold (`sts-safe.dev/prune-hold`) against the real controllers: a claim
 //! an interrupted run left marked and held is finished by the next run; a claim whose
 //! deletion raced a scale-up stays held with its volume, is reported, and the README's
-//! steps ("A prune that raced a scale-up") bring the pod back on that volume.
+//! steps ("A prune that raced a scale-up") bring the pod back on that volume. And the
+//! StatefulSet is judged by uid: one re-created under the same name is another object.
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use sts_safe::plan::prune::HOLD;
 
-use crate::support::TestNs;
+use crate::support::{Pty, TestNs};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -178,4 +181,41 @@ async fn a_claim_whose_delete_raced_a_scale_up_keeps_its_volume_and_comes_back()
     );
     let delete = r#"{"spec":{"persistentVolumeReclaimPolicy":"Delete"}}"#;
     step(&ns, &["patch", "pv", &pv, "-p", delete]);
+}
+
+#[tokio::test]
+async fn a_statefulset_recreated_between_the_plan_and_the_answer_is_another_object() {
+    let ns = redis_scaled("prune-recreated", 3, 2).await;
+    let before = ns.pvc_names().await;
+    let mut pty = Pty::spawn(&ns, &["prune-pvcs", "redis"]);
+    pty.expect("Delete 1 PVC(s)", WAIT).await;
+    // Same name, same replicas, another object: the plan was made for the old one.
+    let mut again = ns.sts("redis").await;
+    ns.kubectl(&[
+        "delete",
+        "statefulset",
+        "redis",
+        "--cascade=orphan",
+        "--wait=true",
+    ])
+    .expect_code(0);
+    again.metadata = ObjectMeta {
+        name: again.metadata.name.clone(),
+        labels: again.metadata.labels.clone(),
+        ..ObjectMeta::default()
+    };
+    again.status = None;
+    let sets: Api<StatefulSet> = ns.api();
+    sets.create(&PostParams::default(), &again).await.unwrap();
+    pty.send("y").await;
+    let (code, screen) = pty.wait().await;
+    assert_eq!(code, 3, "{screen}");
+    assert!(
+        screen.contains(
+            "skipped redis-data-redis-2: StatefulSet \"redis\" was deleted and re-created since \
+             the plan (another uid): re-run to plan again"
+        ),
+        "{screen}"
+    );
+    assert_eq!(ns.pvc_names().await, before, "nothing deleted");
 }
