@@ -103,6 +103,13 @@ pub struct Provisioning {
     pub reclaim_policy: String,
 }
 
+/// Whether the PV binder handed `pvc` to this provisioner.
+fn handed_to_us(pvc: &PersistentVolumeClaim) -> bool {
+    [STORAGE_PROVISIONER, BETA_STORAGE_PROVISIONER]
+        .iter()
+        .any(|k| pvc.annotations().get(*k).map(String::as_str) == Some(SIM_PROVISIONER))
+}
+
 /// Whether we provision `pvc`, and how. `classes` are all known StorageClasses.
 pub fn provisioning_for(
     pvc: &PersistentVolumeClaim,
@@ -128,10 +135,7 @@ pub fn provisioning_for(
     if class.provisioner != SIM_PROVISIONER {
         return None;
     }
-    let asked = [STORAGE_PROVISIONER, BETA_STORAGE_PROVISIONER]
-        .iter()
-        .any(|k| pvc.annotations().get(*k).map(String::as_str) == Some(SIM_PROVISIONER));
-    if !asked {
+    if !handed_to_us(pvc) {
         return None;
     }
     Some(Provisioning {
@@ -338,10 +342,14 @@ impl Provisioner {
 
     /// Starts provisioning a volume for `pvc` when it needs one from us.
     fn maybe_provision(self: &Arc<Self>, pvc: &PersistentVolumeClaim) {
-        let cheap_check = pvc
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.volume_name.as_deref().unwrap_or_default().is_empty())
+        // The annotation is checked here, not only in the task: a task started for the
+        // claim's first version (not yet handed to us) would otherwise swallow the event
+        // of the annotated one (one task per uid at a time).
+        let cheap_check = handed_to_us(pvc)
+            && pvc
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.volume_name.as_deref().unwrap_or_default().is_empty())
             && pvc.metadata.deletion_timestamp.is_none()
             && pvc
                 .status
