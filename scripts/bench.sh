@@ -6,7 +6,7 @@
 #   3. starts the local cluster (scripts/cluster.sh up) unless it already runs; a cluster
 #      this script started is stopped again at the end, one that ran before is left running
 #   4. scripts/bench/driver.py: canary reaction / overhead / API cost (with a shell-loop
-#      baseline), start-up, prune-pvcs -A on 5,000 PVCs; timings and request counts from
+#      baseline, and the plugin as of BENCH_BEFORE_COMMIT, before the lock, side by side), start-up, prune-pvcs -A on 5,000 PVCs; timings and request counts from
 #      the kube-apiserver audit log; writes bench/RESULTS.md and prints a summary
 #
 # The benchmark uses its own namespaces (sts-safe-bench, sts-safe-bench-prune-0…9) and
@@ -45,6 +45,25 @@ case $TARGET in /*) ;; *) TARGET=$REPO/$TARGET ;; esac
 PLUGIN=$TARGET/release/kubectl-sts_safe
 [ -x "$PLUGIN" ] || { log "error: $PLUGIN missing after the build"; exit 1; }
 
+# The plugin as it was before the lock (issue 13), built once from that commit and cached
+# outside the repo: the canary benchmark runs it alternately with this one, so the lock's
+# cost is measured side by side. BENCH_BEFORE_COMMIT= (empty) skips it.
+BEFORE_COMMIT=${BENCH_BEFORE_COMMIT-d3bcbe1}
+BEFORE_ARGS=()
+if [ -n "$BEFORE_COMMIT" ]; then
+  BEFORE_DIR=$HOME/.cache/sts-safe/bench-before-$BEFORE_COMMIT
+  BEFORE=$BEFORE_DIR/kubectl-sts_safe
+  if [ ! -x "$BEFORE" ]; then
+    log "building the plugin as of $BEFORE_COMMIT (before the lock), once"
+    rm -rf "$BEFORE_DIR/src" && mkdir -p "$BEFORE_DIR/src"
+    git archive "$BEFORE_COMMIT" | tar -x -C "$BEFORE_DIR/src"
+    (cd "$BEFORE_DIR/src" && cargo build --release --bin kubectl-sts_safe --target-dir "$BEFORE_DIR/target")
+    cp "$BEFORE_DIR/target/release/kubectl-sts_safe" "$BEFORE"
+    rm -rf "$BEFORE_DIR/src" "$BEFORE_DIR/target"
+  fi
+  BEFORE_ARGS=(--before-plugin "$BEFORE" --before-commit "$BEFORE_COMMIT")
+fi
+
 # Stop the cluster at the end only if no part of it ran before.
 STARTED_CLUSTER=0
 cluster_status=$(bash scripts/cluster.sh status 2>/dev/null || true)
@@ -67,5 +86,5 @@ export STS_SAFE_CLUSTER_DIR=$STATE
 command -v kubectl >/dev/null || bash scripts/k8s-build.sh >/dev/null
 
 log "running the benchmarks (about 10 minutes)"
-python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log"
+python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log" "${BEFORE_ARGS[@]}"
 log "done in $(((SECONDS - T0) / 60))m$(((SECONDS - T0) % 60))s (build included)"

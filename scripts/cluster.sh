@@ -17,11 +17,12 @@
 #           /proc/PID/cmdline); idempotent; logs are kept
 #   status  show which components run; exit 0 if all are up, 1 otherwise
 #   env     print the export line
-#   restart-apiserver
+#   restart-apiserver [SECONDS_DOWN]
 #           stop the kube-apiserver `up` started (pid file, verified through
 #           /proc/PID/cmdline) and start it again with exactly the same command line,
 #           then wait for /readyz; etcd, controller manager and simulator keep running
-#           (fault-injection tests). The previous log is kept as kube-apiserver.log.1.
+#           (fault-injection tests); with SECONDS_DOWN, it stays stopped that long first.
+#           The previous log is kept as kube-apiserver.log.1.
 #           With the real scheduler (v1.37.2), kube-scheduler is restarted the same way
 #           afterwards: its pod informer can stall for minutes after an API server restart
 #
@@ -639,7 +640,7 @@ cmd_status() {
 # Stops one component `up` started and starts it again with exactly the same command line
 # (read from /proc before stopping); the previous log is kept as <name>.log.1.
 restart_component() {
-  local name=$1 what=$2 ready=$3 pid t0
+  local name=$1 what=$2 ready=$3 down=${4:-0} pid t0
   local -a argv=()
   pid=$(running_pid "$name") || die "$name is not running (start the cluster with: $0 up)"
   mapfile -d '' argv <"/proc/$pid/cmdline" || die "cannot read /proc/$pid/cmdline"
@@ -649,6 +650,10 @@ restart_component() {
   stop_components "$name"
   t0=$(now_ms)
   [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
+  if [ "$down" != 0 ]; then
+    log "keeping $name down for ${down}s"
+    sleep "$down"
+  fi
   # If the new one does not become ready, fail showing its log (`down` still stops it
   # through its pid file); the other components are left alone.
   launch "$name" "${argv[@]}"
@@ -661,7 +666,9 @@ cmd_restart_apiserver() {
   mkdir -p "$RUN" "$LOGS"
   exec 9>>"$RUN/lock"
   flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
-  restart_component kube-apiserver "kube-apiserver /readyz" apiserver_ready
+  local down=${1:-0}
+  [[ "$down" =~ ^[0-9]+$ ]] || die "restart-apiserver [SECONDS_DOWN]: not a number of seconds: $down"
+  restart_component kube-apiserver "kube-apiserver /readyz" apiserver_ready "$down"
   # The real kube-scheduler does not always come back from an API server restart: its pod
   # informer can stall for minutes ("Scheduler cache is corrupted", new pods never bound;
   # production clusters report the same after outages). The fault tests are about the
@@ -677,7 +684,7 @@ case ${1:-} in
   down) cmd_down ;;
   status) cmd_status ;;
   env) export_line ;;
-  restart-apiserver) cmd_restart_apiserver ;;
+  restart-apiserver) cmd_restart_apiserver "${2:-0}" ;;
   *)
     echo "usage: $0 up|down|status|env|restart-apiserver" >&2
     exit 2

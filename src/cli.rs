@@ -71,6 +71,17 @@ pub struct MutateArgs {
     /// Only print the plan (client) or also validate it on the server (server)
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none")]
     pub dry_run: DryRun,
+    /// Take the StatefulSet's lock from the run that holds it, after a confirmation naming that run (with --yes: without asking)
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+/// For commands that change the StatefulSet itself.
+#[derive(Debug, Args, Clone)]
+pub struct OwnerArgs {
+    /// Write even though a controller (an operator's custom resource) owns the StatefulSet
+    #[arg(long)]
+    pub allow_owned: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +177,8 @@ pub struct CanaryArgs {
     #[arg(long)]
     pub allow_unready: bool,
     #[command(flatten)]
+    pub owner: OwnerArgs,
+    #[command(flatten)]
     pub mutate: MutateArgs,
 }
 
@@ -191,6 +204,8 @@ pub struct RollbackArgs {
     /// How long the rollback may wait for pods to become Ready again
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
     #[command(flatten)]
     pub mutate: MutateArgs,
 }
@@ -218,6 +233,8 @@ pub struct ScaleArgs {
     /// Required, with --yes, to scale to 0 without a terminal
     #[arg(long)]
     pub allow_zero: bool,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
     #[command(flatten)]
     pub mutate: MutateArgs,
 }

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -20,6 +21,22 @@ pub struct Ctx {
     /// stderr is a terminal: progress bars may draw.
     pub stderr_tty: bool,
     pub request_timeout: Option<Duration>,
+    /// The kubeconfig context's user entry ("serviceaccount" in a pod): who runs this,
+    /// when the server cannot say (SelfSubjectReview).
+    pub kubeconfig_user: String,
+    /// Checked before every write: the lease of the StatefulSet being written
+    /// (`exec::lease`); none outside a locked operation.
+    gate: Mutex<Option<Arc<dyn WriteGate>>>,
+}
+
+/// What may stop a run before its next write (the lease, once it is lost).
+pub trait WriteGate: Send + Sync {
+    /// Err once this run may no longer write.
+    fn check(&self) -> Result<()>;
+    /// The run has reached step `k` of `n` (shown to others in the lease).
+    fn step(&self, k: usize, n: usize);
+    /// Who holds the lock (`user@host/pid`).
+    fn holder(&self) -> String;
 }
 
 /// Where the kubeconfig comes from, in kubectl's order of precedence.
@@ -100,6 +117,7 @@ impl Ctx {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let env = std::env::var("KUBECONFIG").ok();
         let source = kubeconfig_source(g.kubeconfig.as_deref(), env.as_deref(), home.as_deref());
+        let mut kubeconfig_user = "serviceaccount".to_string();
         let (mut config, context_name) = match &source {
             Source::InCluster => {
                 if g.context.is_some() {
@@ -136,6 +154,15 @@ impl Ctx {
                             known.join(", ")
                         }
                     )));
+                }
+                if let Some(u) = kc
+                    .contexts
+                    .iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.context.as_ref())
+                    .and_then(|c| c.user.clone())
+                {
+                    kubeconfig_user = u;
                 }
                 let opts = KubeConfigOptions {
                     context: Some(name.clone()),
@@ -188,7 +215,33 @@ impl Ctx {
             interactive,
             stderr_tty: std::io::stderr().is_terminal(),
             request_timeout: timeout,
+            kubeconfig_user,
+            gate: Mutex::new(None),
         })
+    }
+
+    /// Ok while this run may write (see [`WriteGate`]); call right before every write.
+    pub fn may_write(&self) -> Result<()> {
+        let gate = self.gate.lock().expect("gate lock").clone();
+        gate.map_or(Ok(()), |g| g.check())
+    }
+
+    /// Installs (or, with None, removes) the check made before every write.
+    pub fn set_gate(&self, gate: Option<Arc<dyn WriteGate>>) {
+        *self.gate.lock().expect("gate lock") = gate;
+    }
+
+    /// The holder of the lock this run writes under, if any.
+    pub fn lock_holder(&self) -> Option<String> {
+        let gate = self.gate.lock().expect("gate lock").clone();
+        gate.map(|g| g.holder())
+    }
+
+    /// Tells the gate (the lease) which step the run has reached.
+    pub fn report_step(&self, k: usize, n: usize) {
+        if let Some(g) = self.gate.lock().expect("gate lock").clone() {
+            g.step(k, n);
+        }
     }
 
     /// Maps a kube error on a request in this context's namespace.

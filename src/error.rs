@@ -89,6 +89,11 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
 
+    /// This run's lock was lost (not renewed in time, or taken): it stopped before its
+    /// next write (exit 3); the command that continues it is added.
+    #[error("{0}")]
+    LockLost(String),
+
     /// A run that stopped half-way on an error, with the command that continues it.
     #[error("{cause}; {next}")]
     Aborted { cause: Box<Error>, next: String },
@@ -100,6 +105,7 @@ impl Error {
             Error::Aborted { cause, .. } => cause.exit_code(),
             Error::Usage(_) => exit::USAGE,
             Error::Conflict { .. }
+            | Error::LockLost(_)
             | Error::Stopped(_)
             | Error::Declined(_)
             | Error::Timeout { .. } => exit::STOPPED,

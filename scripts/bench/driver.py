@@ -414,7 +414,7 @@ def analyse_canary(tool: str, proc: Proc, events: list, replicas: int, agent: st
 
 
 def canary_bench(plugin: str, kubeconfig: str, tail: audit.Tail, runs: int, shell_runs: int, replicas: int,
-                 delay: str, outdir: str) -> tuple[list[CanaryRun], list[CanaryRun], float]:
+                 delay: str, outdir: str, before: str | None = None) -> tuple:
     log(f"canary: namespace {NS}, statefulset {STS} with {replicas} replicas, ready delay {delay}")
     t0 = time.perf_counter()
     kubectl("apply", "-f", "-", input=CANARY_YAML.format(ns=NS, replicas=replicas, delay=delay,
@@ -423,8 +423,9 @@ def canary_bench(plugin: str, kubeconfig: str, tail: audit.Tail, runs: int, shel
     setup = time.perf_counter() - t0
     log(f"canary: {replicas} pods Ready in {setup:.1f}s")
     env = dict(os.environ, NO_COLOR="1", KUBECONFIG=kubeconfig)
-    plugin_runs, shell = [], []
-    plan = ["plugin"] * runs + ["shell"] * shell_runs
+    plugin_runs, shell, before_runs = [], [], []
+    # The binary from before the lock (if given) alternates with this one, run for run.
+    plan = (["plugin", "before"] * runs if before else ["plugin"] * runs) + ["shell"] * shell_runs
 
     def one(i: int, tool: str) -> CanaryRun:
         try:
@@ -439,8 +440,9 @@ def canary_bench(plugin: str, kubeconfig: str, tail: audit.Tail, runs: int, shel
         current = s["spec"]["template"]["spec"]["containers"][0]["image"]
         image = IMAGES[1] if current == IMAGES[0] else IMAGES[0]
         tail.read()  # skip everything before this run
-        if tool == "plugin":
-            cmd = [plugin, "canary", STS, "-n", NS, "--image", f"redis={image}", "--soak", "0s", "--yes"]
+        if tool in ("plugin", "before"):
+            binary = plugin if tool == "plugin" else before
+            cmd = [binary, "canary", STS, "-n", NS, "--image", f"redis={image}", "--soak", "0s", "--yes"]
             agent = PLUGIN_UA
         else:
             cmd = ["bash", os.path.join(REPO, "scripts/bench/shell-canary.sh"), NS, STS, "redis", image]
@@ -461,8 +463,8 @@ def canary_bench(plugin: str, kubeconfig: str, tail: audit.Tail, runs: int, shel
 
     for i, tool in enumerate(plan):
         r = attempt(f"canary {i + 1} ({tool})", lambda: one(i, tool))
-        (plugin_runs if tool == "plugin" else shell).append(r)
-    return plugin_runs, shell, setup
+        {"plugin": plugin_runs, "before": before_runs, "shell": shell}[tool].append(r)
+    return plugin_runs, shell, setup, before_runs
 
 
 # ---------------------------------------------------------------------------- start-up
@@ -701,9 +703,36 @@ def request_table(runs: list[CanaryRun]) -> list[str]:
     return rows
 
 
+def lock_cost(plugin_runs: list, before_runs: list, cfg: dict) -> dict | None:
+    """The lock's cost, from runs of this binary and of the one before the lock, taken
+    side by side: extra requests per run, the lease requests among them, the reaction."""
+    if not plugin_runs or not before_runs:
+        return None
+    def lease_reqs(r: CanaryRun, verbs: tuple) -> int:
+        return sum(1 for e in r.requests if e.resource == "leases" and e.verb in verbs)
+    with_ = statistics.median(len(r.requests) for r in plugin_runs)
+    without = statistics.median(len(r.requests) for r in before_runs)
+    renewals = statistics.median(lease_reqs(r, ("update",)) for r in plugin_runs)
+    wall = statistics.median(r.wall for r in plugin_runs)
+    rw = [x for r in plugin_runs for x in r.reactions_recv]
+    rb = [x for r in before_runs for x in r.reactions_recv]
+    return {
+        "with": with_, "without": without, "extra": with_ - without,
+        "renewals": renewals, "fixed": with_ - without - renewals,
+        # Measured over all runs together: renewals ÷ minutes of run.
+        "per_min": sum(lease_reqs(r, ("update",)) for r in plugin_runs)
+        / (sum(r.wall for r in plugin_runs) / 60),
+        "wall": wall,
+        "reaction_with": statistics.median(rw) if rw else float("nan"),
+        "reaction_without": statistics.median(rb) if rb else float("nan"),
+        "reaction_ratio": (statistics.median(rw) / statistics.median(rb)) if rw and rb else float("nan"),
+    }
+
+
 def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setup: dict,
            binary: dict, cleanup: dict, total: float, notes: str) -> tuple[str, str]:
-    plugin_runs, shell_runs, canary_setup = canary
+    plugin_runs, shell_runs, canary_setup, *rest = canary
+    before_runs = rest[0] if rest else []
     reactions = [x for r in plugin_runs for x in r.reactions]
     overhead = [r.overhead for r in plugin_runs]
     reqs = [len(r.requests) for r in plugin_runs]
@@ -760,6 +789,13 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
     L.append(f"| 3 | canary API requests | {Stat(reqs).fmt('{:.0f}')} (shell loop: {Stat(shell_reqs).fmt('{:.0f}')}; ratio {statistics.median(reqs) / statistics.median(shell_reqs):.2f}) | ≤ 40 | {verdict(g3)} |" if shell_reqs else f"| 3 | canary API requests | {Stat(reqs).fmt('{:.0f}')} | ≤ 40 | {verdict(g3)} |")
     L.append(f"| 4 | prune-pvcs -A wall ÷ kubectl get's | {Stat(prune['wall_ratio']).fmt('{:.2f}')} | ≤ 1.3 | {verdict(g4w)} |")
     L.append(f"| 4 | prune-pvcs -A peak RSS ÷ kubectl get's | {Stat(prune['rss_ratio']).fmt('{:.2f}')} | ≤ 1.0 | {verdict(g4m)} |")
+    lock = lock_cost(plugin_runs, before_runs, cfg)
+    if lock:
+        L.append(f"| 6 | the lock's cost: canary API requests with it − without (side by side) | +{lock['extra']:.0f} per run "
+                 f"({lock['with']:.0f} vs {lock['without']:.0f}): {lock['fixed']:.0f} to take, record and give back, "
+                 f"{lock['renewals']:.1f} renewals; renewals {lock['per_min']:.0f} per minute of run | renewals ≤ 4 per minute of run | {verdict(lock['per_min'] <= 4)} |")
+        L.append(f"| 6 | the lock's cost: canary reaction with it ÷ without | {lock['reaction_ratio']:.2f} "
+                 f"({lock['reaction_with'] * 1000:.1f} ms vs {lock['reaction_without'] * 1000:.1f} ms, medians from the write's arrival) | unchanged (≤ 1.2) | {verdict(lock['reaction_ratio'] <= 1.2)} |")
     L.append(f"| 5 | `kubectl sts-safe status` ÷ two `kubectl get` | {Stat(startup['ratio_via']).fmt('{:.2f}')} | (no goal) | |")
     L.append(f"| 5 | release binary (stripped) | {binary['size'] / 2**20:.1f} MiB | (no goal) | |")
     L.append("")
@@ -940,6 +976,9 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--plugin")
+    ap.add_argument("--before-plugin", help="the plugin built from the commit before the lock, "
+                    "run alternately with --plugin in the canary benchmark")
+    ap.add_argument("--before-commit", default="")
     ap.add_argument("--audit-log")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "RESULTS.md"))
     ap.add_argument("--workdir", default=os.path.join(REPO, "target", "bench"))
@@ -981,7 +1020,8 @@ def main() -> int:
         kubectl("create", "namespace", NS)
         kubeconfig = make_identity(a.workdir)
         canary = canary_bench(a.plugin, kubeconfig, tail, a.canary_runs, a.shell_runs, cfg["replicas"],
-                              cfg["delay"], a.workdir)
+                              cfg["delay"], a.workdir, a.before_plugin)
+        cfg["before_commit"] = a.before_commit
         log("start-up: status vs kubectl get")
         startup = startup_bench(a.plugin, kubeconfig, a.startup_runs)
         if a.skip_prune:

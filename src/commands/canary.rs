@@ -10,9 +10,9 @@ use crate::cli::{CanaryArgs, DryRun};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::canary::{self as engine, CanaryOptions};
-use crate::exec::{access, write};
+use crate::exec::{access, lease, write};
 use crate::plan::canary::{self, PlanInputs, RunSettings, Start};
-use crate::plan::template;
+use crate::plan::{owners, template};
 use crate::render::{self, Output};
 use crate::ui;
 
@@ -84,6 +84,10 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
             "statefulset \"{name}\" uses updateStrategy OnDelete: the controller never replaces pods by itself, so a partition has no effect; switch it to RollingUpdate to run a canary"
         )));
     }
+    super::refuse_owned(&sts, &args.owner)?;
+    if dry_run == DryRun::None {
+        lease::refuse_if_held(ctx, &ctx.namespace, &name, args.mutate.break_lock).await?;
+    }
     let new_template = requested_template(ctx, args, &sts).await?;
     let resume = match canary::decide_start(&sts, new_template.as_ref(), &ctx.namespace)? {
         Start::Nothing(why) => {
@@ -114,7 +118,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         access::require(ctx, access::CANARY).await?;
     }
     let pdbs = ctx.list_pdbs().await.unwrap_or_default();
-    let plan = canary::build_plan(PlanInputs {
+    let mut plan = canary::build_plan(PlanInputs {
         sts: &sts,
         namespace: &ctx.namespace,
         requested: new_template.as_ref(),
@@ -124,6 +128,10 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         unready: &unready,
         pdb_warnings: canary::pdb_warnings(&sts, &pdbs),
     })?;
+    plan.warnings.extend(owners::gitops_warning(
+        &sts,
+        "the template and the partition",
+    ));
     if ctx.output == Output::Text || dry_run != DryRun::None {
         render::show(ctx.output, &plan)?;
     }
@@ -158,7 +166,9 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         "nothing else was written; see `kubectl sts-safe status {name} -n {ns}`, then continue with `kubectl sts-safe canary {name} -n {ns} --resume` or undo with `kubectl sts-safe rollback {name} -n {ns}`",
         ns = ctx.namespace
     );
-    engine::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts)
+    let guard = super::lock(ctx, &name, &args.mutate).await?;
+    let run = engine::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts);
+    super::under_lock(ctx, guard, &name, "canary", run)
         .await
         .map_err(|e| e.with_next_step(next))
 }

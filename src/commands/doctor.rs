@@ -2,6 +2,7 @@
 //! (`plan::doctor::examine`), print the findings.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::jiff::Timestamp;
@@ -33,7 +34,7 @@ async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<DoctorInputs> {
     };
     let classes_api: Api<StorageClass> = Api::all(ctx.client.clone());
     let all_classes = ListParams::default();
-    let (pods, pvcs, services, pdbs, events, deployments, classes) = futures::join!(
+    let (pods, pvcs, services, pdbs, events, deployments, classes, leases) = futures::join!(
         list_or_empty::<Pod>(ctx, "pods"),
         list_or_empty::<PersistentVolumeClaim>(ctx, "persistentvolumeclaims"),
         list_or_empty::<Service>(ctx, "services"),
@@ -41,6 +42,7 @@ async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<DoctorInputs> {
         list_or_empty::<Event>(ctx, "events"),
         list_or_empty::<Deployment>(ctx, "deployments"),
         list_all(&classes_api, &all_classes),
+        list_or_empty::<Lease>(ctx, "leases"),
     );
     Ok(DoctorInputs {
         statefulsets,
@@ -52,6 +54,8 @@ async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<DoctorInputs> {
         deployments: deployments?,
         // StorageClasses are cluster-scoped: a namespaced identity may not list them.
         storage_classes: classes.ok(),
+        // Locks are shown when readable; an identity without leases rights sees none.
+        leases: leases.unwrap_or_default(),
     })
 }
 

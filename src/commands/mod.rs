@@ -9,9 +9,18 @@ pub mod rollback;
 pub mod scale;
 pub mod status;
 
-use crate::cli::Command;
+use std::future::Future;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use crate::cli::{Command, MutateArgs, OwnerArgs};
 use crate::context::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::exec::lease::{self, LeaseGuard};
+use crate::exec::verdict;
+use crate::plan::lease::{break_question, Judgement};
+use crate::plan::owners;
+use crate::ui;
 
 /// Runs a subcommand that needs the cluster; returns the exit code.
 pub async fn run(ctx: &Ctx, command: &Command) -> Result<i32> {
@@ -32,4 +41,50 @@ fn server_accepted(what: &str) -> i32 {
         "server dry run: the API server accepted {what} (nothing was written)"
     ));
     crate::error::exit::OK
+}
+
+/// Refuses to write a StatefulSet that a controller owns, unless `--allow-owned`.
+fn refuse_owned(sts: &StatefulSet, owner: &OwnerArgs) -> Result<()> {
+    match owners::controller_owner(sts) {
+        Some(o) if !owner.allow_owned => Err(Error::stopped(owners::owned_message(
+            sts.metadata.name.as_deref().unwrap_or_default(),
+            &o,
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Takes the lock of StatefulSet `sts` (in the context's namespace) for this run; a live
+/// lock only with `--break-lock`, after a question that names its holder (`--yes`
+/// answers it, `--yes` alone never breaks a lock).
+async fn lock(ctx: &Ctx, sts: &str, mutate: &MutateArgs) -> Result<LeaseGuard> {
+    let op = lease::operation(ctx).await;
+    let mut break_lock = false;
+    if mutate.break_lock {
+        if let Judgement::Held(i) = lease::peek(ctx, &ctx.namespace, sts).await? {
+            ui::confirm(ctx, mutate.yes, &break_question(sts, &i))?;
+            break_lock = true;
+        }
+    }
+    lease::acquire(ctx, &ctx.namespace, sts, op, break_lock).await
+}
+
+/// Runs `work` (command `command` on StatefulSet `sts`) while holding `guard`; records
+/// how it ended on the StatefulSet (`sts-safe.dev/last-operation`) and gives the lock
+/// back, whatever the outcome.
+async fn under_lock(
+    ctx: &Ctx,
+    guard: LeaseGuard,
+    sts: &str,
+    command: &str,
+    work: impl Future<Output = Result<i32>>,
+) -> Result<i32> {
+    let result = work.await;
+    let code = match &result {
+        Ok(c) => *c,
+        Err(e) => e.exit_code(),
+    };
+    verdict::record(ctx, sts, command, code).await;
+    guard.release(ctx).await;
+    result
 }

@@ -10,9 +10,9 @@ use kube::api::{Api, ListParams};
 use crate::cli::{DryRun, PruneArgs};
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
-use crate::exec::access;
 use crate::exec::prune::{self as engine, PruneRun};
 use crate::exec::read::{list_all, ALL_NAMESPACES};
+use crate::exec::{access, lease};
 use crate::plan::prune::{
     self, exit_code, question, summarize, PruneInputs, PrunePlan, PruneReport, Scope,
 };
@@ -165,6 +165,14 @@ pub async fn run(ctx: &Ctx, args: &PruneArgs) -> Result<i32> {
         }
         confirm_groups(ctx, args.mutate.yes, &plan)?
     };
-    let run = engine::execute(ctx, &inputs, &plan, &scope, groups, dry == DryRun::Server).await;
+    let locking = match dry {
+        DryRun::Server => None,
+        _ => Some(engine::Locking {
+            op: lease::operation(ctx).await,
+            break_lock: args.mutate.break_lock,
+            yes: args.mutate.yes,
+        }),
+    };
+    let run = engine::execute(ctx, &inputs, &plan, &scope, groups, locking.as_ref()).await;
     finish(ctx, plan, run, dry == DryRun::Server)
 }

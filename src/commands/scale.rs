@@ -7,10 +7,10 @@ use kube::ResourceExt;
 use crate::cli::{DryRun, ScaleArgs};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::exec::access;
 use crate::exec::scale::{self as engine, ScaleOptions};
+use crate::exec::{access, lease};
 use crate::model;
-use crate::plan::scale;
+use crate::plan::{owners, scale};
 use crate::render::{self, Output};
 use crate::ui;
 
@@ -38,6 +38,10 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
             )));
         }
     }
+    super::refuse_owned(&sts, &args.owner)?;
+    if dry_run == DryRun::None {
+        lease::refuse_if_held(ctx, &ctx.namespace, &name, args.mutate.break_lock).await?;
+    }
     if !args.force {
         let pods = ctx.statefulset_pods(&sts).await?;
         if let Some(why) = scale::health_stop(&sts, &pods) {
@@ -53,7 +57,9 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
         access::require(ctx, access::SCALE).await?;
     }
     let pvcs = ctx.namespace_pvcs().await?;
-    let plan = engine::gather_plan(ctx, &sts, to, args.step, &pvcs).await;
+    let mut plan = engine::gather_plan(ctx, &sts, to, args.step, &pvcs).await;
+    plan.warnings
+        .extend(owners::gitops_warning(&sts, "replicas"));
     if ctx.output == Output::Text || dry_run != DryRun::None {
         render::show(ctx.output, &plan)?;
     }
@@ -79,7 +85,14 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
         soak: args.soak,
         step_timeout: args.step_timeout,
     };
-    engine::execute(ctx, sts, plan, &opts)
-        .await
-        .map_err(|e| e.with_next_step(next))
+    let guard = super::lock(ctx, &name, &args.mutate).await?;
+    super::under_lock(
+        ctx,
+        guard,
+        &name,
+        "scale",
+        engine::execute(ctx, sts, plan, &opts),
+    )
+    .await
+    .map_err(|e| e.with_next_step(next))
 }

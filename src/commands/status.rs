@@ -3,6 +3,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher;
@@ -11,13 +12,32 @@ use crate::cli::StatusArgs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::exec::interrupt::Interrupt;
+use crate::plan::lease;
 use crate::plan::status::{self, StatusReport};
 use crate::render::{self, Output};
 
 async fn snapshot(ctx: &Ctx, name: &str) -> Result<StatusReport> {
     let sts = ctx.get_statefulset(name).await?;
-    let (pods, pvcs) = futures::try_join!(ctx.statefulset_pods(&sts), ctx.namespace_pvcs())?;
-    Ok(status::build(&sts, &pods, &pvcs, Timestamp::now()))
+    let (pods, pvcs, lease) = futures::try_join!(
+        ctx.statefulset_pods(&sts),
+        ctx.namespace_pvcs(),
+        read_lease(ctx, name)
+    )?;
+    let now = Timestamp::now();
+    let mut report = status::build(&sts, &pods, &pvcs, now);
+    report.lock = lease.and_then(|l| lease::read(&l, now));
+    Ok(report)
+}
+
+/// The StatefulSet's lease; None when there is none or this identity may not read
+/// leases (status then says nothing about a lock rather than failing).
+async fn read_lease(ctx: &Ctx, name: &str) -> Result<Option<Lease>> {
+    let lease_name = lease::lease_name(name);
+    match ctx.api::<Lease>().get_opt(&lease_name).await {
+        Ok(l) => Ok(l),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
+        Err(e) => Err(ctx.err("get", "leases", Some(&lease_name), e)),
+    }
 }
 
 fn show(ctx: &Ctx, r: &StatusReport) -> Result<()> {
@@ -43,11 +63,18 @@ async fn watch(ctx: &Ctx, name: &str, mut last: StatusReport) -> Result<i32> {
     .map(|_| ())
     .boxed();
     let pod_events = watcher(ctx.api::<Pod>(), cfg.clone()).map(|_| ()).boxed();
+    let lease_events = watcher(
+        ctx.api::<Lease>(),
+        cfg.clone()
+            .fields(&format!("metadata.name={}", lease::lease_name(name))),
+    )
+    .map(|_| ())
+    .boxed();
     let pvc_events = watcher(ctx.api::<PersistentVolumeClaim>(), cfg)
         .map(|_| ())
         .boxed();
     let mut events =
-        futures::stream::select(sts_events, futures::stream::select(pod_events, pvc_events));
+        futures::stream::select_all([sts_events, pod_events, pvc_events, lease_events]);
     let term = console::Term::stdout();
     let mut interrupt = Interrupt::install();
     loop {

@@ -56,6 +56,10 @@ pub const CANARY: &[Need] = &[
     ("watch", "", "pods"),
     ("delete", "", "pods"),
     ("get", "apps", "controllerrevisions"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+    ("delete", "coordination.k8s.io", "leases"),
 ];
 
 /// prune-pvcs in one namespace: the re-checks, the hold (patch) and the delete.
@@ -64,6 +68,10 @@ pub const PRUNE: &[Need] = &[
     ("list", "", "pods"),
     ("patch", "", "persistentvolumeclaims"),
     ("delete", "", "persistentvolumeclaims"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+    ("delete", "coordination.k8s.io", "leases"),
 ];
 
 pub const SCALE: &[Need] = &[
@@ -73,4 +81,8 @@ pub const SCALE: &[Need] = &[
     ("list", "", "pods"),
     ("watch", "", "pods"),
     ("list", "", "persistentvolumeclaims"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+    ("delete", "coordination.k8s.io", "leases"),
 ];

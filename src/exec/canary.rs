@@ -15,7 +15,7 @@ use super::rollback;
 use super::watch::{Poll, Tracker, WaitEnd};
 use super::write::guarded_patch;
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::model;
 use crate::plan::canary::{CanaryPlan, CanaryReport, Failure, OnFailure, Outcome, StepResult};
 use crate::plan::conditions::{self, CanaryStep, Observed, PodProgress, StepState};
@@ -357,6 +357,7 @@ pub async fn execute(
         if run.interrupt.is_set() {
             return finish_failed(&mut run, &mut report, StepEnd::Interrupted, started).await;
         }
+        ctx.report_step(i + 1, steps.len());
         let step_started = Instant::now();
         let latest = run.tracker.statefulset();
         let partition = step.partition;
@@ -425,7 +426,7 @@ pub async fn execute(
                     report.outcome = Outcome::RolledBack;
                     drop(run);
                     rollback::perform(ctx, &name, Duration::from_secs(300), false).await?;
-                    return emit_report(ctx, &mut report, started).map(|_| 0);
+                    return emit_report(ctx, &mut report, started, exit::OK).map(|_| 0);
                 }
                 _ => {
                     report.outcome = Outcome::Stopped;
@@ -435,7 +436,7 @@ pub async fn execute(
                         step.number,
                         run.resume_hint()
                     ));
-                    return emit_report(ctx, &mut report, started).map(|_| 0);
+                    return emit_report(ctx, &mut report, started, exit::OK).map(|_| 0);
                 }
             }
         }
@@ -465,12 +466,20 @@ pub async fn execute(
         run.replicas,
         started.elapsed().as_secs_f64()
     ));
-    emit_report(ctx, &mut report, started)?;
+    emit_report(ctx, &mut report, started, exit::OK)?;
     Ok(0)
 }
 
-fn emit_report(ctx: &Ctx, report: &mut CanaryReport, started: Instant) -> Result<()> {
+/// Prints the report, which ends with the run's exit code and the lock it held.
+fn emit_report(
+    ctx: &Ctx,
+    report: &mut CanaryReport,
+    started: Instant,
+    exit_code: i32,
+) -> Result<()> {
     report.seconds = started.elapsed().as_secs_f64();
+    report.exit_code = exit_code;
+    report.lock = ctx.lock_holder();
     render::show(ctx.output, &*report)
 }
 
@@ -485,7 +494,7 @@ async fn finish_failed(
     match end {
         StepEnd::Interrupted => {
             report.outcome = Outcome::Interrupted;
-            emit_report(run.ctx, report, started)?;
+            emit_report(run.ctx, report, started, exit::INTERRUPTED)?;
             let exposed: Vec<i32> = match (&run.tracker.statefulset(), partition) {
                 (Some(s), Some(p)) => crate::plan::canary::exposed(s, p),
                 _ => vec![],
@@ -540,13 +549,13 @@ async fn finish_failed(
                     true,
                 )
                 .await?;
-                emit_report(run.ctx, report, started)?;
+                emit_report(run.ctx, report, started, exit::STOPPED)?;
                 return Err(Error::stopped(format!(
                     "canary of statefulset \"{}\" failed ({reason}) and was rolled back",
                     run.name
                 )));
             }
-            emit_report(run.ctx, report, started)?;
+            emit_report(run.ctx, report, started, exit::STOPPED)?;
             Err(Error::stopped(format!(
                 "canary of statefulset \"{}\" stopped: {reason}. The partition stays at {}, so only pods already exposed run the new revision; undo with `kubectl sts-safe rollback {} -n {}` or fix and resume with `{}`",
                 run.name,

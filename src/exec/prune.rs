@@ -12,9 +12,11 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions
 use kube::ResourceExt;
 
 use super::interrupt::Interrupt;
+use super::lease::{self, LeaseGuard};
 use super::read::list_all;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::plan::lease::{break_question, Judgement, Operation};
 use crate::plan::orphan::OrphanRules;
 use crate::plan::prune::{
     deletion_order, finalizers_with_hold, has_hold, recheck_gone, recheck_orphan, unmarked, Group,
@@ -22,6 +24,7 @@ use crate::plan::prune::{
 };
 use crate::render::prune::result_line;
 use crate::render::{self, Output};
+use crate::ui;
 
 /// Per-PVC re-check: re-reads the StatefulSet (GET) or, for the gone group, the
 /// namespace's StatefulSets, and the namespace's pods, both at once (the closer the reads
@@ -105,6 +108,7 @@ async fn hold(
     e: &PlanEntry,
     pvc: &PersistentVolumeClaim,
 ) -> Result<Answer<PersistentVolumeClaim>> {
+    ctx.may_write()?;
     let r = api
         .patch(
             &e.name,
@@ -132,6 +136,9 @@ async fn mark(
         }),
         ..DeleteParams::default()
     };
+    if !dry_run {
+        ctx.may_write()?;
+    }
     let r = api.delete(&e.name, &dp).await.map(|r| r.left());
     answer(ctx, e, "delete", r)
 }
@@ -148,6 +155,7 @@ async fn release(
         if !has_hold(&cur) {
             return Ok(());
         }
+        ctx.may_write()?;
         let r = api
             .patch(
                 &e.name,
@@ -298,16 +306,41 @@ impl PruneRun {
     }
 }
 
-/// Deletes the confirmed groups one PVC at a time; never returns early so that the
-/// report always covers every planned PVC.
+/// How the engine takes each StatefulSet's lock (None: a server dry run, no lock).
+pub struct Locking {
+    pub op: Operation,
+    pub break_lock: bool,
+    pub yes: bool,
+}
+
+/// The lock of the StatefulSet whose claims are being deleted: Ok(guard) or why its
+/// claims are skipped.
+type Held = ((String, String), std::result::Result<LeaseGuard, String>);
+
+/// Takes the lock of `sts` in `ns` (asking before breaking a live one).
+async fn lock_for(ctx: &Ctx, ns: &str, sts: &str, l: &Locking) -> Result<LeaseGuard> {
+    let mut break_lock = false;
+    if l.break_lock {
+        if let Judgement::Held(i) = lease::peek(ctx, ns, sts).await? {
+            ui::confirm(ctx, l.yes, &break_question(sts, &i))?;
+            break_lock = true;
+        }
+    }
+    lease::acquire(ctx, ns, sts, l.op.clone(), break_lock).await
+}
+
+/// Deletes the confirmed groups one PVC at a time, each StatefulSet's claims under its
+/// lock (the "StatefulSet gone" group has no StatefulSet to lock); never returns early so
+/// that the report always covers every planned PVC.
 pub async fn execute(
     ctx: &Ctx,
     inp: &PruneInputs,
     plan: &PrunePlan,
     scope: &Scope,
     groups: (bool, bool),
-    dry_run: bool,
+    locking: Option<&Locking>,
 ) -> PruneRun {
+    let dry_run = locking.is_none();
     let pvcs: HashMap<(String, String), &PersistentVolumeClaim> = inp
         .pvcs
         .iter()
@@ -323,6 +356,7 @@ pub async fn execute(
     let interrupt = Interrupt::install_with_abort(
         "stopping after the current PVC (press Ctrl-C again to abort at once)",
     );
+    let mut held: Option<Held> = None;
     for (group, e) in deletion_order(plan, true, true) {
         let confirmed = match group {
             Group::Orphan => groups.0,
@@ -345,6 +379,28 @@ pub async fn execute(
             );
             continue;
         };
+        let owner = (group == Group::Orphan).then(|| {
+            (
+                e.namespace.clone(),
+                e.statefulset.clone().unwrap_or_default(),
+            )
+        });
+        if held.as_ref().map(|h| &h.0) != owner.as_ref() {
+            if let Some((_, Ok(guard))) = held.take() {
+                guard.release(ctx).await;
+            }
+            if let (Some(key), Some(l)) = (owner, locking) {
+                let taken = match lock_for(ctx, &key.0, &key.1, l).await {
+                    Ok(g) => Ok(g),
+                    Err(err) => Err(err.to_string()),
+                };
+                held = Some((key, taken));
+            }
+        }
+        if let Some((_, Err(why))) = &held {
+            run.record(group, e, Status::Skipped, Some(why.clone()));
+            continue;
+        }
         match prune_one(ctx, group, e, pvc, scope.options(), dry_run).await {
             Ok((status, reason)) => run.record(group, e, status, reason),
             Err(err) => {
@@ -352,6 +408,9 @@ pub async fn execute(
                 run.error = Some(err);
             }
         }
+    }
+    if let Some((_, Ok(guard))) = held {
+        guard.release(ctx).await;
     }
     run
 }

@@ -96,6 +96,7 @@ pub async fn execute(
                 }),
                 ..Default::default()
             };
+            ctx.may_write()?;
             match pods_api.delete(&p.name_any(), &dp).await {
                 Ok(_) => render::note(format!(
                     "deleted stuck pod {} (not Ready on revision {})",

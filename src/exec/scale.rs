@@ -48,6 +48,7 @@ pub async fn execute(
     let start = model::ordinal_start(&sts);
     let mut healthy = plan.from;
     for (i, &target) in plan.steps.iter().enumerate() {
+        ctx.report_step(i + 1, plan.steps.len());
         if interrupt.is_set() {
             return Err(Error::Interrupted(format!(
                 "stopped between steps at {healthy} replicas; re-run `kubectl sts-safe scale {name} -n {} --replicas {}` to continue",
@@ -213,7 +214,8 @@ async fn stuck_cause(ctx: &Ctx, tracker: &Tracker, name: &str, ordinals: &[i32])
 async fn summary(ctx: &Ctx, name: &str, plan: ScalePlan, started: Instant) -> Result<()> {
     let sts = ctx.get_statefulset(name).await?;
     let (pods, pvcs) = futures::try_join!(ctx.statefulset_pods(&sts), ctx.namespace_pvcs())?;
-    let report = ScaleReport::new(plan, &sts, &pvcs, &pods, started.elapsed().as_secs_f64());
+    let mut report = ScaleReport::new(plan, &sts, &pvcs, &pods, started.elapsed().as_secs_f64());
+    report.lock = ctx.lock_holder();
     render::show(ctx.output, &report)
 }
 

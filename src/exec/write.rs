@@ -72,6 +72,9 @@ pub async fn guarded_patch(
             }
             Before::Write => {}
         }
+        if !dry_run {
+            ctx.may_write()?;
+        }
         let rv = cur.resource_version().unwrap_or_default();
         let pp = kube::api::PatchParams {
             dry_run,

@@ -344,6 +344,10 @@ pub struct CanaryReport {
     pub steps: Vec<StepResult>,
     pub failure: Option<Failure>,
     pub seconds: f64,
+    /// The lock this run held (`user@host/pid`).
+    pub lock: Option<String>,
+    /// The command's exit code.
+    pub exit_code: i32,
 }
 
 impl CanaryReport {
@@ -358,6 +362,8 @@ impl CanaryReport {
             steps: vec![],
             failure: None,
             seconds: 0.0,
+            lock: None,
+            exit_code: 0,
         }
     }
 }

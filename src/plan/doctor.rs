@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Container, Event, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -11,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use super::orphan;
+use super::{lease, orphan};
 use crate::model;
 
 #[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +46,8 @@ pub struct DoctorInputs {
     pub deployments: Vec<Deployment>,
     /// None when the caller may not list StorageClasses (cluster-scoped).
     pub storage_classes: Option<Vec<StorageClass>>,
+    /// The namespace's Leases (sts-safe's locks among them); empty when not readable.
+    pub leases: Vec<Lease>,
 }
 
 /// Pods younger than this with no identified cause are "starting", not "stuck".
@@ -72,12 +75,58 @@ pub fn examine(inp: &DoctorInputs, only: Option<&str>, now: Timestamp) -> Vec<Fi
         check_security(sts, &mut out);
         check_strategy(sts, &pods, now, &mut out);
         check_pdb_and_resources(sts, inp, &mut out);
+        check_lock(sts, inp, now, &mut out);
     }
     if only.is_none() {
         check_shared_rwo(inp, &mut out);
     }
     out.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.object.cmp(&b.object)));
     out
+}
+
+/// The StatefulSet's lock: a live one is an operation in progress; an expired one is a
+/// run that died (its canary may be left half-way).
+fn check_lock(sts: &StatefulSet, inp: &DoctorInputs, now: Timestamp, out: &mut Vec<Finding>) {
+    let name = sts.name_any();
+    let lease_name = lease::lease_name(&name);
+    let Some(info) = inp
+        .leases
+        .iter()
+        .find(|l| l.name_any() == lease_name)
+        .and_then(|l| lease::read(l, now))
+    else {
+        return;
+    };
+    let object = format!("lease/{lease_name}");
+    if info.expired {
+        out.push(finding(
+            Severity::Warn,
+            "lock-stale",
+            object,
+            format!(
+                "the lock of statefulset \"{name}\" is held by {}, but that run is gone (not \
+                 renewed for longer than {}s)",
+                lease::describe(&info),
+                info.duration_seconds
+            ),
+            format!(
+                "the next sts-safe writer takes it over with a notice; a canary it left \
+                 continues with `kubectl sts-safe canary {name} --resume` (or undo it with \
+                 `kubectl sts-safe rollback {name}`)"
+            ),
+        ));
+    } else {
+        out.push(finding(
+            Severity::Info,
+            "operation-in-progress",
+            object,
+            format!(
+                "statefulset \"{name}\" is being changed by {}",
+                lease::describe(&info)
+            ),
+            "wait for it to finish: other sts-safe writes are refused until then".into(),
+        ));
+    }
 }
 
 fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {

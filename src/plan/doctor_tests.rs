@@ -17,6 +17,7 @@ fn inputs(f: &Fixture) -> DoctorInputs {
         events: f.all("Event"),
         deployments: f.all("Deployment"),
         storage_classes: Some(f.all("StorageClass")),
+        leases: f.all("Lease"),
     }
 }
 
@@ -835,4 +836,44 @@ fn partitions_count_from_ordinals_start() {
         !found.iter().any(|f| f.check == "partition-too-high"),
         "{found:#?}"
     );
+}
+
+#[test]
+fn a_live_lock_is_an_operation_in_progress_and_an_expired_one_is_stale() {
+    use crate::plan::lease::{taken, Operation, DURATION};
+    let mut inp = load("clean.yaml");
+    let sts = inp.statefulsets[0].name_any();
+    let op = Operation {
+        user: "alice".into(),
+        host: "laptop".into(),
+        pid: 42,
+        command: format!("canary {sts} --image x"),
+        step: Some((1, 3)),
+    };
+    let now = fixtures::now();
+    inp.leases = vec![taken(None, &sts, &op, DURATION, now)];
+    let live: Vec<_> = examine(&inp, None, now)
+        .into_iter()
+        .filter(|f| f.object.starts_with("lease/"))
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(
+        (live[0].check, live[0].severity),
+        ("operation-in-progress", Severity::Info)
+    );
+    assert!(
+        live[0].problem.contains("alice@laptop (pid 42)"),
+        "{}",
+        live[0].problem
+    );
+    let later = now + std::time::Duration::from_secs(60);
+    let stale: Vec<_> = examine(&inp, None, later)
+        .into_iter()
+        .filter(|f| f.object.starts_with("lease/"))
+        .collect();
+    assert_eq!(
+        (stale[0].check, stale[0].severity),
+        ("lock-stale", Severity::Warn)
+    );
+    assert!(stale[0].fix.contains("--resume"), "{}", stale[0].fix);
 }

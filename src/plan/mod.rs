@@ -7,7 +7,9 @@ pub mod canary;
 pub mod conditions;
 pub mod doctor;
 pub mod gate;
+pub mod lease;
 pub mod orphan;
+pub mod owners;
 pub mod patch;
 pub mod prune;
 pub mod rollback;
@@ -15,6 +17,7 @@ pub mod scale;
 pub mod status;
 pub mod steps;
 pub mod template;
+pub mod verdict;
 
 /// The `apiVersion` of every document the plugin writes with `-o json|yaml`.
 pub const API_VERSION: &str = "sts-safe/v1";

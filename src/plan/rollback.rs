@@ -26,6 +26,32 @@ pub struct RollbackPlan {
     pub warnings: Vec<String>,
 }
 
+/// What `rollback -o json|yaml` ends with once the rollback is done: the plan it
+/// carried out, the lock it held, its exit code.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackReport {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plan: RollbackPlan,
+    pub lock: Option<String>,
+    pub exit_code: i32,
+    pub seconds: f64,
+}
+
+impl RollbackReport {
+    pub fn new(plan: RollbackPlan, lock: Option<String>, seconds: f64) -> Self {
+        RollbackReport {
+            api_version: super::API_VERSION,
+            kind: "RollbackReport",
+            plan,
+            lock,
+            exit_code: 0,
+            seconds,
+        }
+    }
+}
+
 /// A pod the controller will not replace by itself: not Ready on a revision other
 /// than the one being restored.
 pub fn stuck(pod: &Pod, restore_revision: &str) -> bool {

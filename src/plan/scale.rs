@@ -360,6 +360,10 @@ pub struct ScaleReport {
     pub orphan_pvcs: Vec<LeftPvc>,
     pub orphan_capacity: String,
     pub seconds: f64,
+    /// The lock this run held (`user@host/pid`).
+    pub lock: Option<String>,
+    /// The command's exit code (the report is printed when the scale succeeded).
+    pub exit_code: i32,
 }
 
 impl ScaleReport {
@@ -392,6 +396,8 @@ impl ScaleReport {
                 })
                 .collect(),
             seconds,
+            lock: None,
+            exit_code: 0,
         }
     }
 }

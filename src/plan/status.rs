@@ -33,6 +33,8 @@ pub struct StatusReport {
     pub pvc_retention_policy: Option<Retention>,
     pub ordinals: Vec<OrdinalRow>,
     pub orphan_pvcs: Vec<OrphanPvc>,
+    /// The operation in progress: the holder of the StatefulSet's lock (null when free).
+    pub lock: Option<crate::plan::lease::LockInfo>,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
@@ -254,6 +256,7 @@ pub fn build(
         }),
         ordinals: rows,
         orphan_pvcs,
+        lock: None,
         name,
     }
 }

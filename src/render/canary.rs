@@ -3,7 +3,7 @@
 use super::{bold, green, red, yellow, Report};
 use crate::model;
 use crate::plan::canary::{CanaryPlan, CanaryReport};
-use crate::plan::rollback::RollbackPlan;
+use crate::plan::rollback::{RollbackPlan, RollbackReport};
 use crate::plan::template::Change;
 
 pub fn render_changes(changes: &[Change]) -> String {
@@ -80,6 +80,16 @@ impl Report for CanaryPlan {
             s.push_str(&format!("{} {w}\n", yellow("warning:")));
         }
         s
+    }
+}
+
+/// The rollback's result in text: its progress was printed as it happened.
+impl Report for RollbackReport {
+    fn text(&self) -> String {
+        format!(
+            "Rolled back statefulset {}/{} to revision {} in {:.1}s.\n",
+            self.plan.namespace, self.plan.statefulset, self.plan.restore_revision, self.seconds
+        )
     }
 }
 

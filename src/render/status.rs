@@ -3,6 +3,7 @@
 use super::Report;
 use super::{bold, green, red, table, yellow};
 use crate::model::{self, format_age};
+use crate::plan::lease::describe;
 use crate::plan::status::StatusReport;
 
 /// Age column: `-` where there is no object.
@@ -66,6 +67,18 @@ impl Report for StatusReport {
         }
         if !extras.is_empty() {
             out.push_str(&format!("Options:    {}\n", extras.join(", ")));
+        }
+        if let Some(l) = &r.lock {
+            let line = if l.expired {
+                yellow(&format!(
+                    "stale lock of {} (expired: that run is gone; the next writer takes it over)",
+                    describe(l)
+                ))
+                .to_string()
+            } else {
+                format!("in progress by {}", describe(l))
+            };
+            out.push_str(&format!("Operation:  {line}\n"));
         }
         out.push('\n');
         let rows: Vec<Vec<String>> = r

@@ -10,6 +10,7 @@ mod current;
 mod doctor;
 mod errors;
 mod faults;
+mod lease;
 mod prune;
 mod prune_hold;
 mod scale;

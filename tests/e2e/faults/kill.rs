@@ -32,10 +32,12 @@ fn kill_point(finished: bool, sts: &StatefulSet, image: &str) -> String {
 
 #[tokio::test]
 async fn kill_9_at_random_points_of_a_canary_then_resume_completes() {
-    let trials = fault_trials();
+    let trials = 2 * fault_trials();
     let mut rng = seeded("kill -9 canary", trials);
     let ns = TestNs::new("fault-kill").await;
+    use_short_lease(&ns);
     ns.ready_redis(3).await;
+    let mut takeovers = 0;
     let mut points: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..trials {
         let before = get_sts(&ns, "redis").await;
@@ -64,8 +66,29 @@ async fn kill_9_at_random_points_of_a_canary_then_resume_completes() {
         }
 
         let what = format!("kill trial {i} ({at}, {delay} ms)");
+        let left = lock_of(&ns).await;
         let runs = complete_canary(&ns, &image, i % 2 == 0).await;
         expect_all_ok(&runs, &what);
+        // A lock the killed run left is taken over, with a notice, once it runs out, by
+        // the first run that writes (one that finds nothing to do leaves it to run out).
+        let wrote = runs
+            .first()
+            .is_some_and(|r| !r.stderr.contains("nothing to"));
+        if let (false, Some(holder), true) = (finished, left, wrote) {
+            let notice = "taking over the lock of statefulset \"redis\"";
+            assert!(
+                runs.first().is_some_and(|r| r.stderr.contains(notice)),
+                "{what}: the lock of {holder} was not taken over with a notice: {:?}",
+                runs.first().map(|r| &r.stderr)
+            );
+            takeovers += 1;
+        }
+        if wrote {
+            assert!(
+                lock_of(&ns).await.is_none(),
+                "{what}: the lock was given back"
+            );
+        }
         expect_converged(&ns, &want, &what).await;
         rec.caught_up().await;
         let check = Check {
@@ -75,7 +98,7 @@ async fn kill_9_at_random_points_of_a_canary_then_resume_completes() {
         };
         rec.analyse(&check).assert_safe(&check, &what);
     }
-    eprintln!("kill points over {trials} trial(s): {points:?}");
+    eprintln!("kill points over {trials} trial(s): {points:?}; {takeovers} lock takeover(s)");
 }
 
 /// Pods of `redis` on a revision other than the update revision and not Ready: the pods
@@ -126,6 +149,7 @@ async fn kill_9_during_rollback_then_rerun_completes() {
     let trials = fault_trials().div_ceil(2);
     let mut rng = seeded("kill -9 rollback", trials);
     let ns = TestNs::new("fault-killrb").await;
+    use_short_lease(&ns);
     ns.ready_redis(3).await;
     let good = template_of(&get_sts(&ns, "redis").await);
     for i in 0..trials {
@@ -174,8 +198,8 @@ async fn kill_9_during_rollback_then_rerun_completes() {
         };
         eprintln!("rollback kill trial {i}: SIGKILL after {delay} ms, {at}");
 
-        // The operator's next step: run the rollback again.
-        let rerun = plugin(&ns, ADMIN, &["rollback", "redis", "--yes"]).await;
+        // The operator's next step: run the rollback again (once the lock ran out).
+        let rerun = plugin_after_lock(&ns, ADMIN, &["rollback", "redis", "--yes"]).await;
         let what = format!("rollback kill trial {i} ({at}, {delay} ms)");
         expect_code(&rerun, 0, &what);
         expect_rolled_back(&ns, &good, &what, &rerun.stderr).await;

@@ -30,6 +30,10 @@
 //!    resourceVersion unchanged.
 //! 5. [`privilege`]: least privilege: every write path as `sts-safe-limited` with only
 //!    deploy/rbac.yaml, at -vvv, and no key, certificate or bearer token ever in the output.
+//! 6. [`lock`]: two canaries on one StatefulSet with random offsets (4N trials): exactly
+//!    one writes, the other exits 3 naming it. The lock's other faults live with their
+//!    kind: `kill -9` of the holder (3 s leases: the next run takes the lock over once it
+//!    ran out) in [`kill`], the API server away longer than the lease in [`restart`].
 //!
 //! Random kill points and restart times come from a seed printed by each test; set
 //! `STS_SAFE_FAULT_SEED` to replay them.
@@ -48,6 +52,7 @@
 
 mod bad_input;
 mod kill;
+mod lock;
 mod privilege;
 mod races;
 mod restart;
@@ -106,8 +111,41 @@ fn seeded(test: &str, trials: usize) -> StdRng {
 
 // ---- running the plugin --------------------------------------------------------------------
 
+/// Namespaces whose plugin runs hold 3 s leases (`STS_SAFE_LEASE_DURATION`): a killed
+/// holder's lock runs out in 3 s + 5 s instead of 35 s.
+static SHORT_LEASE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn use_short_lease(ns: &TestNs) {
+    SHORT_LEASE.lock().unwrap().insert(ns.name.clone());
+}
+
+/// The holder of redis's lock in `ns`, if a lease is there.
+async fn lock_of(ns: &TestNs) -> Option<String> {
+    let l = ns
+        .api::<k8s_openapi::api::coordination::v1::Lease>()
+        .get_opt("sts-safe-redis")
+        .await
+        .unwrap()?;
+    l.spec?.holder_identity
+}
+
+async fn wait_partition(ns: &TestNs, p: i32) {
+    ns.eventually(WAIT, &format!("partition {p}"), || async {
+        let s = ns.api::<StatefulSet>().get("redis").await.ok()?;
+        (model::partition(&s) == p).then_some(())
+    })
+    .await;
+}
+
+/// What a run refused by another's lock says.
+const LOCKED: &str = "is being changed by";
+
 fn plugin_cmd(ns: &TestNs, context: &str, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(PLUGIN);
+    if SHORT_LEASE.lock().unwrap().contains(&ns.name) {
+        cmd.env("STS_SAFE_LEASE_DURATION", "3s");
+    }
     cmd.args(args)
         .args(["-n", &ns.name, "--context", context])
         .env("KUBECONFIG", kubeconfig())
@@ -131,6 +169,20 @@ async fn plugin(ns: &TestNs, context: &str, args: &[&str]) -> Run {
         .spawn()
         .expect("start the plugin");
     finish(child, args).await
+}
+
+/// Runs the plugin until the lock of a killed run has run out: a refusal naming that
+/// run's lock is waited out (every 500 ms, up to [`WAIT`]); the run that got through.
+async fn plugin_after_lock(ns: &TestNs, context: &str, args: &[&str]) -> Run {
+    let started = Instant::now();
+    loop {
+        let r = plugin(ns, context, args).await;
+        if r.code == 3 && r.stderr.contains(LOCKED) && started.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return r;
+    }
 }
 
 #[track_caller]
@@ -224,7 +276,7 @@ async fn complete_canary(ns: &TestNs, image: &str, resume: bool) -> Vec<Run> {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let r = plugin(ns, ADMIN, &args).await;
+        let r = plugin_after_lock(ns, ADMIN, &args).await;
         let failed = r.code != 0;
         runs.push(r);
         if failed || runs.len() >= 3 {

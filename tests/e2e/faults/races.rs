@@ -14,14 +14,6 @@ use sts_safe::plan::prune::has_hold;
 use super::*;
 use crate::support::{images_of, template_of, Check, Pty, Recorder, TestNs};
 
-async fn wait_partition(ns: &TestNs, p: i32) {
-    ns.eventually(WAIT, &format!("partition {p}"), || async {
-        let s = ns.api::<StatefulSet>().get("redis").await.ok()?;
-        (model::partition(&s) == p).then_some(())
-    })
-    .await;
-}
-
 /// Another client edits the template while a step runs: the canary stops at once
 /// without lowering the partition further, the edit survives, and `--resume` completes
 /// the rollout of the edited template.
@@ -181,9 +173,9 @@ async fn two_copies_on_the_same_statefulset() {
 
     let refused = plugin(&ns, ADMIN, &["canary", "redis", "--image", other, "--yes"]).await;
     expect_code(&refused, 3, "a second canary with another image");
-    refused.expect_one_error_line("already has a rollout pending");
+    refused.expect_one_error_line(LOCKED);
     assert!(
-        refused.stderr.contains("--resume") && refused.stderr.contains("sts-safe rollback redis"),
+        refused.stderr.contains("canary redis --image"),
         "{}",
         refused.stderr
     );
@@ -201,7 +193,7 @@ async fn two_copies_on_the_same_statefulset() {
     );
     let stopped = if a.code == 3 { &a } else { &b };
     assert!(
-        last_line(&stopped.stderr).contains("changed by someone else"),
+        last_line(&stopped.stderr).contains(LOCKED),
         "{}",
         stopped.stderr
     );

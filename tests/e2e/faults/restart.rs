@@ -123,6 +123,11 @@ async fn wait_until_alone(ns: &TestNs, quiet: Duration) {
 }
 
 async fn restart_apiserver() -> Duration {
+    restart_apiserver_down(0).await
+}
+
+/// Stops kube-apiserver, keeps it down `down_secs`, starts it again.
+async fn restart_apiserver_down(down_secs: u64) -> Duration {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let state = kubeconfig()
         .parent()
@@ -132,6 +137,7 @@ async fn restart_apiserver() -> Duration {
     let out = tokio::process::Command::new("bash")
         .arg(root.join("scripts/cluster.sh"))
         .arg("restart-apiserver")
+        .arg(down_secs.to_string())
         .env("STS_SAFE_CLUSTER_DIR", &state)
         .stdin(Stdio::null())
         .output()
@@ -285,7 +291,10 @@ async fn apiserver_restarts_mid_canary_and_mid_scale() {
         // Continue as the message says (or as an operator would), until done.
         if scale {
             let to = argv[3];
-            let r = plugin(&ns, ADMIN, &["scale", "redis", "--replicas", to, "--yes"]).await;
+            // A run that ended while the API server was away could not give its lock
+            // back: the re-run waits until it runs out.
+            let r =
+                plugin_after_lock(&ns, ADMIN, &["scale", "redis", "--replicas", to, "--yes"]).await;
             expect_code(&r, 0, &format!("{what}: re-run of the scale"));
             let sts = ns.wait_ready("redis", WAIT).await;
             assert_eq!(sts.spec.replicas, Some(to.parse().unwrap()), "{what}");
@@ -325,5 +334,87 @@ async fn apiserver_restarts_mid_canary_and_mid_scale() {
         "runs interrupted by an apiserver restart must complete, or exit with one clear line that \
          names the command to continue and matches the cluster:\n  {}",
         problems.join("\n  ")
+    );
+}
+
+/// The plugin's writes in `namespace` (create, update, patch, delete), as the API server's
+/// audit log recorded them: (time received, verb, resource, user).
+fn plugin_writes(namespace: &str) -> Vec<(k8s_openapi::jiff::Timestamp, String, String, String)> {
+    let path = kubeconfig()
+        .parent()
+        .expect("state dir")
+        .join("logs/audit.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["stage"] == "ResponseComplete"
+                && e["objectRef"]["namespace"] == namespace
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+                && matches!(
+                    e["verb"].as_str(),
+                    Some("create" | "update" | "patch" | "delete")
+                )
+        })
+        .filter_map(|e| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            let t = e["requestReceivedTimestamp"].as_str()?.parse().ok()?;
+            let code = e["responseStatus"]["code"].to_string();
+            Some((t, s(&e["verb"]), s(&e["objectRef"]["resource"]), code))
+        })
+        .collect()
+}
+
+/// The API server goes away for longer than the lease during a canary: the run stops
+/// before its next write (exit 3, the resume hint), and the audit log shows no write of
+/// it after its lease ran out; `--resume` then takes the lock over and completes.
+#[tokio::test]
+async fn apiserver_down_longer_than_the_lease_stops_the_canary_writing() {
+    let _lock = restart_lock().await;
+    let ns = TestNs::new("fault-restart-lease").await;
+    use_short_lease(&ns);
+    wait_until_alone(&ns, Duration::from_secs(3)).await;
+    ns.ready_redis(3).await;
+    let image = "redis:l1-alpine";
+    let args = ["canary", "redis", "--image", image, "--soak", "3s", "--yes"];
+    let child = plugin_cmd(&ns, ADMIN, &args).spawn().unwrap();
+    // Down once the first step is under way: the lease (3 s) runs out while it is away.
+    wait_partition(&ns, 2).await;
+    restart_apiserver_down(8).await;
+    let out = finish(child, &args).await;
+    assert_eq!(
+        out.code, 3,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("lost the lock of statefulset \"redis\"")
+            && out.stderr.contains("--resume"),
+        "{}",
+        out.stderr
+    );
+    let writes = plugin_writes(&ns.name);
+    let last_renewal = writes
+        .iter()
+        .filter(|w| w.2 == "leases" && matches!(w.1.as_str(), "create" | "update"))
+        .map(|w| w.0)
+        .max()
+        .expect("the canary's lease writes are in the audit log");
+    let expiry = last_renewal + std::time::Duration::from_secs(3);
+    let late: Vec<_> = writes.iter().filter(|w| w.0 > expiry).collect();
+    assert!(
+        late.is_empty(),
+        "writes after the lease ran out at {expiry}: {late:?}"
+    );
+    let runs = complete_canary(&ns, image, true).await;
+    expect_all_ok(&runs, "after the outage");
+    assert!(
+        runs.first()
+            .is_some_and(|r| r.stderr.contains("taking over the lock")),
+        "{:?}",
+        runs.first().map(|r| &r.stderr)
     );
 }
