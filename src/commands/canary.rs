@@ -86,6 +86,10 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     }
     super::refuse_owned(&sts, &args.owner)?;
     if dry_run == DryRun::None {
+        // Rights first (they say everything that is missing), then whether another run
+        // holds the lock (which explains a pending rollout or unready pods best): both
+        // before the plan and its questions.
+        access::require(ctx, access::CANARY).await?;
         lease::refuse_if_held(ctx, &ctx.namespace, &name, args.mutate.break_lock).await?;
     }
     let new_template = requested_template(ctx, args, &sts).await?;
@@ -114,9 +118,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
             unready.join(", ")
         )));
     }
-    if dry_run == DryRun::None {
-        access::require(ctx, access::CANARY).await?;
-    }
+
     let pdbs = ctx.list_pdbs().await.unwrap_or_default();
     let mut plan = canary::build_plan(PlanInputs {
         sts: &sts,

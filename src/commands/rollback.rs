@@ -15,6 +15,7 @@ pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<i32> {
     let sts = ctx.get_statefulset(&args.name).await?;
     super::refuse_owned(&sts, &args.owner)?;
     if args.mutate.dry_run == DryRun::None {
+        access::require(ctx, access::CANARY).await?;
         lease::refuse_if_held(ctx, &ctx.namespace, &args.name, args.mutate.break_lock).await?;
     }
     let Some((mut plan, template)) = rollback::gather_plan(ctx, &sts).await? else {
@@ -39,7 +40,6 @@ pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> Result<i32> {
         }
         DryRun::None => {}
     }
-    access::require(ctx, access::CANARY).await?;
     ui::confirm(
         ctx,
         args.mutate.yes,

@@ -40,6 +40,9 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
     }
     super::refuse_owned(&sts, &args.owner)?;
     if dry_run == DryRun::None {
+        // Rights, then the lock: a run in progress explains unready pods better than the
+        // health check below would.
+        access::require(ctx, access::SCALE).await?;
         lease::refuse_if_held(ctx, &ctx.namespace, &name, args.mutate.break_lock).await?;
     }
     if !args.force {
@@ -52,9 +55,6 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs) -> Result<i32> {
         if let Some(why) = scale::pdb_violation(&sts, &ctx.list_pdbs().await?, to, args.step) {
             return Err(Error::stopped(why));
         }
-    }
-    if dry_run == DryRun::None {
-        access::require(ctx, access::SCALE).await?;
     }
     let pvcs = ctx.namespace_pvcs().await?;
     let mut plan = engine::gather_plan(ctx, &sts, to, args.step, &pvcs).await;

@@ -715,6 +715,8 @@ async fn patch_file_rolls_out_any_template_change() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Two `--resume` at the same moment: the StatefulSet's lock lets one through; the other
+/// stops before writing, naming it (or, had both passed the lock, on the conflict).
 #[tokio::test]
 async fn two_concurrent_resumers_one_stops_on_the_conflict() {
     let ns = TestNs::new("canary-two").await;
@@ -755,7 +757,7 @@ async fn two_concurrent_resumers_one_stops_on_the_conflict() {
         String::from_utf8_lossy(&b.stderr)
     );
     assert_eq!(codes, [0, 3], "one completes, the other stops:\n{stderr}");
-    assert!(stderr.contains("changed by someone else"), "{stderr}");
+    assert!(stderr.contains("is being changed by"), "{stderr}");
     let sts = ns.wait_ready("redis", Duration::from_secs(30)).await;
     assert!(!model::rollout_pending(&sts));
 }

@@ -365,3 +365,47 @@ async fn prune_skips_the_claims_of_a_locked_statefulset() {
     );
     assert!(lease(&ns, "redis").await.is_none());
 }
+
+#[tokio::test]
+async fn every_ending_is_recorded_on_the_statefulset_and_rollback_reports_in_json() {
+    let ns = TestNs::new("lock-verdict").await;
+    ns.ready_redis(3).await;
+    let verdict = |sts: &k8s_openapi::api::apps::v1::StatefulSet| -> serde_json::Value {
+        serde_json::from_str(&sts.annotations()["sts-safe.dev/last-operation"]).unwrap()
+    };
+    let failed = ns
+        .plugin(&["canary", "redis", "--image", "redis:7.4-crashloop", "--yes"])
+        .await;
+    failed.expect_code(3);
+    let v = verdict(&ns.sts("redis").await);
+    assert_eq!(
+        (&v["command"], &v["outcome"], &v["exitCode"]),
+        (&"canary".into(), &"stopped".into(), &3.into()),
+        "{v}"
+    );
+    assert_ne!(
+        v["updateRevision"], v["currentRevision"],
+        "a rollout is left pending: {v}"
+    );
+
+    let rollback = ns
+        .plugin(&["rollback", "redis", "--yes", "-o", "json"])
+        .await;
+    rollback.expect_code(0);
+    let report = rollback.json();
+    assert_eq!(report["kind"], "RollbackReport", "{report}");
+    assert_eq!(report["exitCode"], 0);
+    assert!(
+        report["lock"].as_str().is_some_and(|h| h.contains('@')),
+        "{report}"
+    );
+    assert_eq!(report["plan"]["kind"], "RollbackPlan");
+    let v = verdict(&ns.sts("redis").await);
+    assert_eq!(
+        (&v["command"], &v["outcome"]),
+        (&"rollback".into(), &"succeeded".into()),
+        "{v}"
+    );
+    assert_eq!(v["holder"], report["lock"]);
+    assert!(lease(&ns, "redis").await.is_none());
+}
