@@ -379,12 +379,34 @@ pub fn finalizers_with_hold(pvc: &PersistentVolumeClaim, hold: bool) -> Vec<Stri
     f
 }
 
-/// Whether the listed original of `pvc` (an [`unmarked`] copy) is held.
-fn held_in(inp: &PruneInputs, pvc: &PersistentVolumeClaim) -> bool {
-    let key = (pvc.namespace(), pvc.name_any());
+/// (namespace, name) of the listed claims an earlier run holds: built once, so that
+/// judging thousands of claims stays linear.
+fn held_claims(inp: &PruneInputs) -> std::collections::HashSet<(String, String)> {
     inp.pvcs
         .iter()
-        .any(|p| (p.namespace(), p.name_any()) == key && is_held(p))
+        .filter(|p| is_held(p))
+        .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
+        .collect()
+}
+
+/// The listed claims with the held ones [`unmarked`]; no copy when none is held.
+fn unmarked_claims<'a>(
+    inp: &'a PruneInputs,
+    held: &std::collections::HashSet<(String, String)>,
+) -> std::borrow::Cow<'a, [PersistentVolumeClaim]> {
+    if held.is_empty() {
+        std::borrow::Cow::Borrowed(&inp.pvcs)
+    } else {
+        std::borrow::Cow::Owned(inp.pvcs.iter().map(unmarked).collect())
+    }
+}
+
+/// Whether the listed original of `pvc` (an [`unmarked`] copy) is held.
+fn held_in(
+    held: &std::collections::HashSet<(String, String)>,
+    pvc: &PersistentVolumeClaim,
+) -> bool {
+    !held.is_empty() && held.contains(&(pvc.namespace().unwrap_or_default(), pvc.name_any()))
 }
 
 /// Why a held claim whose ordinal is live again (or that a pod mounts) is kept.
@@ -438,9 +460,10 @@ pub fn plan(inp: &PruneInputs, scope: &Scope, now: Timestamp) -> PrunePlan {
     let volumes = volume_index(inp.pvs.as_deref());
     let mut pvcs = vec![];
     let mut skipped = vec![];
-    let claims: Vec<PersistentVolumeClaim> = inp.pvcs.iter().map(unmarked).collect();
+    let held_set = held_claims(inp);
+    let claims = unmarked_claims(inp, &held_set);
     for c in orphan::classify(&inp.statefulsets, &claims, &inp.pods, scope.options()) {
-        let held = held_in(inp, c.pvc);
+        let held = held_in(&held_set, c.pvc);
         if !scope.covers(&c) || (c.verdict == Verdict::Live && !held) {
             continue;
         }
@@ -524,11 +547,12 @@ fn gone_group(
     skipped: &mut Vec<Skipped>,
 ) -> Vec<PlanEntry> {
     let mut gone = vec![];
-    let claims: Vec<PersistentVolumeClaim> = inp.pvcs.iter().map(unmarked).collect();
+    let held_set = held_claims(inp);
+    let claims = unmarked_claims(inp, &held_set);
     for (pvc, prefix, ordinal) in
         orphan::gone_statefulset_claims(&inp.statefulsets, &claims, &inp.pods)
     {
-        let held = held_in(inp, pvc);
+        let held = held_in(&held_set, pvc);
         if !scope.covers_gone(&prefix) {
             continue;
         }
