@@ -18,9 +18,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::lease::{self, LeaseGuard};
 use crate::exec::verdict;
-use crate::plan::lease::{break_question, Judgement};
 use crate::plan::owners;
-use crate::ui;
 
 /// Runs a subcommand that needs the cluster; returns the exit code.
 pub async fn run(ctx: &Ctx, command: &Command) -> Result<i32> {
@@ -59,14 +57,7 @@ fn refuse_owned(sts: &StatefulSet, owner: &OwnerArgs) -> Result<()> {
 /// answers it, `--yes` alone never breaks a lock).
 async fn lock(ctx: &Ctx, sts: &str, mutate: &MutateArgs) -> Result<LeaseGuard> {
     let op = lease::operation(ctx).await;
-    let mut break_lock = false;
-    if mutate.break_lock {
-        if let Judgement::Held(i) = lease::peek(ctx, &ctx.namespace, sts).await? {
-            ui::confirm(ctx, mutate.yes, &break_question(sts, &i))?;
-            break_lock = true;
-        }
-    }
-    lease::acquire(ctx, &ctx.namespace, sts, op, break_lock).await
+    lease::take(ctx, &ctx.namespace, sts, op, mutate.break_lock, mutate.yes).await
 }
 
 /// Runs `work` (command `command` on StatefulSet `sts`) while holding `guard`; records

@@ -16,10 +16,11 @@ use kube::ResourceExt;
 use crate::context::{Ctx, WriteGate};
 use crate::error::{Error, Result};
 use crate::plan::lease::{
-    self, describe, duration_from, judge, lease_name, locked_message, read, renew_every, renewed,
-    taken, takeover_notice, valid_for, Judgement, Operation, DURATION_ENV,
+    self, break_question, describe, duration_from, judge, lease_name, locked_message, read,
+    renew_every, renewed, taken, takeover_notice, valid_for, Judgement, Operation, DURATION_ENV,
 };
 use crate::render;
+use crate::ui;
 
 /// How often a failed renewal is retried.
 const RETRY: Duration = Duration::from_secs(1);
@@ -130,6 +131,27 @@ impl WriteGate for Shared {
     fn holder(&self) -> String {
         self.op.lock().expect("lease lock").identity()
     }
+}
+
+/// Takes the lock of `sts` in `ns` for `op`: a live one only when `break_lock` was asked
+/// for, after a question that names its holder (`yes` answers it; `--yes` alone never
+/// reaches here with `break_lock`).
+pub async fn take(
+    ctx: &Ctx,
+    ns: &str,
+    sts: &str,
+    op: Operation,
+    break_lock: bool,
+    yes: bool,
+) -> Result<LeaseGuard> {
+    let mut breaking = false;
+    if break_lock {
+        if let Judgement::Held(i) = peek(ctx, ns, sts).await? {
+            ui::confirm(ctx, yes, &break_question(sts, &i))?;
+            breaking = true;
+        }
+    }
+    acquire(ctx, ns, sts, op, breaking).await
 }
 
 /// A lease this run holds; [`LeaseGuard::release`] gives it back.

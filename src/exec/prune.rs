@@ -16,7 +16,7 @@ use super::lease::{self, LeaseGuard};
 use super::read::list_all;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::plan::lease::{break_question, Judgement, Operation};
+use crate::plan::lease::Operation;
 use crate::plan::orphan::OrphanRules;
 use crate::plan::prune::{
     deletion_order, finalizers_with_hold, has_hold, recheck_gone, recheck_orphan, unmarked, Group,
@@ -24,7 +24,6 @@ use crate::plan::prune::{
 };
 use crate::render::prune::result_line;
 use crate::render::{self, Output};
-use crate::ui;
 
 /// Per-PVC re-check: re-reads the StatefulSet (GET) or, for the gone group, the
 /// namespace's StatefulSets, and the namespace's pods, both at once (the closer the reads
@@ -317,18 +316,6 @@ pub struct Locking {
 /// claims are skipped.
 type Held = ((String, String), std::result::Result<LeaseGuard, String>);
 
-/// Takes the lock of `sts` in `ns` (asking before breaking a live one).
-async fn lock_for(ctx: &Ctx, ns: &str, sts: &str, l: &Locking) -> Result<LeaseGuard> {
-    let mut break_lock = false;
-    if l.break_lock {
-        if let Judgement::Held(i) = lease::peek(ctx, ns, sts).await? {
-            ui::confirm(ctx, l.yes, &break_question(sts, &i))?;
-            break_lock = true;
-        }
-    }
-    lease::acquire(ctx, ns, sts, l.op.clone(), break_lock).await
-}
-
 /// Deletes the confirmed groups one PVC at a time, each StatefulSet's claims under its
 /// lock (the "StatefulSet gone" group has no StatefulSet to lock); never returns early so
 /// that the report always covers every planned PVC.
@@ -390,10 +377,12 @@ pub async fn execute(
                 guard.release(ctx).await;
             }
             if let (Some(key), Some(l)) = (owner, locking) {
-                let taken = match lock_for(ctx, &key.0, &key.1, l).await {
-                    Ok(g) => Ok(g),
-                    Err(err) => Err(err.to_string()),
-                };
+                let taken =
+                    match lease::take(ctx, &key.0, &key.1, l.op.clone(), l.break_lock, l.yes).await
+                    {
+                        Ok(g) => Ok(g),
+                        Err(err) => Err(err.to_string()),
+                    };
                 held = Some((key, taken));
             }
         }
