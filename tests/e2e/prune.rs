@@ -14,23 +14,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::ResourceExt;
 
-use crate::support::{kubeconfig, Pty, Run, TestNs, PLUGIN};
+use crate::support::{
+    audit_received, kubeconfig, plugin_audit_events, redis_scaled, Pty, Run, TestNs, PLUGIN,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The seed's Redis, Ready with `from` replicas, then scaled to `to` with kubectl.
-async fn redis_scaled(prefix: &str, from: i32, to: i32) -> TestNs {
-    let ns = TestNs::new(prefix).await;
-    ns.ready_redis(from).await;
-    ns.kubectl(&["scale", "statefulset", "redis", &format!("--replicas={to}")])
-        .expect_code(0);
-    ns.eventually(WAIT, &format!("redis down to {to} pods"), || async {
-        (ns.pods().await.len() == to as usize).then_some(())
-    })
-    .await;
-    ns.wait_ready("redis", WAIT).await;
-    ns
-}
 
 fn redis_pvcs(ordinals: impl IntoIterator<Item = i32>) -> Vec<String> {
     ordinals
@@ -65,30 +53,12 @@ fn uids(pvcs: &[PersistentVolumeClaim]) -> BTreeMap<String, String> {
 
 // ---- the audit log: what the plugin asked the API server -----------------------------------
 
-/// Requests in the audit log (scripts/audit-policy.yaml) received in [from, to] from a
-/// by the plugin (user agent `kubectl-sts-safe/…`) about objects in `namespace`:
+/// The plugin's requests about objects in `namespace` received in [from, to]:
 /// (verb, resource, requestURI).
 fn audited(namespace: &str, from: Timestamp, to: Timestamp) -> Vec<(String, String, String)> {
-    let path = kubeconfig()
-        .parent()
-        .expect("state dir")
-        .join("logs/audit.log");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| {
-            e["stage"] == "ResponseComplete"
-                && e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-        })
-        .filter(|e| e["objectRef"]["namespace"] == namespace)
-        .filter(|e| {
-            let t: Option<Timestamp> = e["requestReceivedTimestamp"]
-                .as_str()
-                .and_then(|t| t.parse().ok());
-            t.is_some_and(|t| t >= from && t <= to)
-        })
+    plugin_audit_events(namespace)
+        .into_iter()
+        .filter(|e| audit_received(e).is_some_and(|t| t >= from && t <= to))
         .map(|e| {
             let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
             (

@@ -13,23 +13,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use sts_safe::plan::prune::HOLD;
 
-use crate::support::{Pty, TestNs};
+use crate::support::{redis_scaled, Pty, TestNs};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The seed's Redis, Ready with `from` replicas, then scaled to `to` with kubectl.
-async fn redis_scaled(prefix: &str, from: i32, to: i32) -> TestNs {
-    let ns = TestNs::new(prefix).await;
-    ns.ready_redis(from).await;
-    ns.kubectl(&["scale", "statefulset", "redis", &format!("--replicas={to}")])
-        .expect_code(0);
-    ns.eventually(WAIT, &format!("redis down to {to} pods"), || async {
-        (ns.pods().await.len() == to as usize).then_some(())
-    })
-    .await;
-    ns.wait_ready("redis", WAIT).await;
-    ns
-}
 
 /// What a run killed between its mark and its release leaves: the claim held by prune's
 /// finalizer and marked for deletion.

@@ -491,3 +491,54 @@ impl Pty {
         (status.code().unwrap_or(-1), self.output())
     }
 }
+
+/// The plugin's requests about objects in `namespace`, as the API server's audit log
+/// recorded them (scripts/audit-policy.yaml; one event per request, at ResponseComplete):
+/// told apart from the control plane's by its user agent, since all components share the
+/// admin identity.
+pub fn plugin_audit_events(namespace: &str) -> Vec<serde_json::Value> {
+    let path = kubeconfig()
+        .parent()
+        .expect("state dir")
+        .join("logs/audit.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["stage"] == "ResponseComplete"
+                && e["objectRef"]["namespace"] == namespace
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+        })
+        .collect()
+}
+
+/// When the API server received the audited request.
+pub fn audit_received(e: &serde_json::Value) -> Option<k8s_openapi::jiff::Timestamp> {
+    e["requestReceivedTimestamp"].as_str()?.parse().ok()
+}
+
+/// Whether the audited request wrote (create, update, patch, delete).
+pub fn audit_is_write(e: &serde_json::Value) -> bool {
+    matches!(
+        e["verb"].as_str(),
+        Some("create" | "update" | "patch" | "delete")
+    )
+}
+
+/// The seed's Redis, Ready with `from` replicas, then scaled to `to` with kubectl.
+pub async fn redis_scaled(prefix: &str, from: i32, to: i32) -> TestNs {
+    let ns = TestNs::new(prefix).await;
+    ns.ready_redis(from).await;
+    ns.kubectl(&["scale", "statefulset", "redis", &format!("--replicas={to}")])
+        .expect_code(0);
+    ns.eventually(
+        Duration::from_secs(60),
+        &format!("redis down to {to} pods"),
+        || async { (ns.pods().await.len() == to as usize).then_some(()) },
+    )
+    .await;
+    ns.wait_ready("redis", Duration::from_secs(60)).await;
+    ns
+}

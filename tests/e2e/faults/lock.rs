@@ -10,33 +10,18 @@ use k8s_openapi::jiff::Timestamp;
 use rand::Rng;
 
 use super::*;
-use crate::support::{images_of, template_of, TestNs};
+use crate::support::{
+    audit_is_write, audit_received, images_of, plugin_audit_events, template_of, TestNs,
+};
 
-/// The plugin's writes to the StatefulSet and its pods as `user` in `namespace` since
-/// `from` (the control plane's components share the admin identity, not its user agent).
+/// The plugin's writes to the StatefulSet and its pods as `user` in `namespace` since `from`.
 fn writes_by(namespace: &str, user: &str, from: Timestamp) -> Vec<String> {
-    let path = kubeconfig()
-        .parent()
-        .expect("state dir")
-        .join("logs/audit.log");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    plugin_audit_events(namespace)
+        .into_iter()
         .filter(|e| {
-            let t: Option<Timestamp> = e["requestReceivedTimestamp"]
-                .as_str()
-                .and_then(|t| t.parse().ok());
-            e["stage"] == "ResponseComplete"
-                && e["objectRef"]["namespace"] == namespace
+            audit_is_write(e)
                 && e["user"]["username"] == user
-                && e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-                && t.is_some_and(|t| t >= from)
-                && matches!(
-                    e["verb"].as_str(),
-                    Some("create" | "update" | "patch" | "delete")
-                )
+                && audit_received(e).is_some_and(|t| t >= from)
                 && matches!(
                     e["objectRef"]["resource"].as_str(),
                     Some("statefulsets" | "pods")

@@ -14,7 +14,10 @@ use rand::Rng;
 use sts_safe::model;
 
 use super::*;
-use crate::support::{images_of, kubeconfig, template_of, Check, Recorder, Run, TestNs};
+use crate::support::{
+    audit_is_write, audit_received, images_of, kubeconfig, plugin_audit_events, template_of, Check,
+    Recorder, Run, TestNs,
+};
 
 /// Serialises restart tests of different test processes on this machine.
 async fn restart_lock() -> std::fs::File {
@@ -337,32 +340,20 @@ async fn apiserver_restarts_mid_canary_and_mid_scale() {
     );
 }
 
-/// The plugin's writes in `namespace` (create, update, patch, delete), as the API server's
-/// audit log recorded them: (time received, verb, resource, user).
+/// The plugin's writes in `namespace`: (time received, verb, resource, response code).
 fn plugin_writes(namespace: &str) -> Vec<(k8s_openapi::jiff::Timestamp, String, String, String)> {
-    let path = kubeconfig()
-        .parent()
-        .expect("state dir")
-        .join("logs/audit.log");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| {
-            e["stage"] == "ResponseComplete"
-                && e["objectRef"]["namespace"] == namespace
-                && e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-                && matches!(
-                    e["verb"].as_str(),
-                    Some("create" | "update" | "patch" | "delete")
-                )
-        })
+    plugin_audit_events(namespace)
+        .into_iter()
+        .filter(audit_is_write)
         .filter_map(|e| {
             let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-            let t = e["requestReceivedTimestamp"].as_str()?.parse().ok()?;
             let code = e["responseStatus"]["code"].to_string();
-            Some((t, s(&e["verb"]), s(&e["objectRef"]["resource"]), code))
+            Some((
+                audit_received(&e)?,
+                s(&e["verb"]),
+                s(&e["objectRef"]["resource"]),
+                code,
+            ))
         })
         .collect()
 }
