@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::plan::canary::OnFailure;
 use crate::plan::canary::SettingsFlags;
+pub use crate::plan::resize::SizeRequest;
 pub use crate::render::Output;
 
 #[derive(Debug, Parser)]
@@ -117,6 +118,12 @@ pub enum Command {
         after_help = "Examples:\n  kubectl sts-safe prune-pvcs redis\n  kubectl sts-safe prune-pvcs -A --dry-run -o json\n  kubectl sts-safe prune-pvcs --older-than 7d --yes\n\nA PVC is proposed only when its name is <template>-<statefulset>-<ordinal>, the ordinal is outside\nthe live range, no pod mounts it and it is not being deleted. Each one is re-checked just before\nits delete, which carries the plan's uid and resourceVersion as preconditions.\n--dry-run=server re-checks and validates every delete on the server without asking.\nExit codes: 0 all planned PVCs deleted (or nothing to prune), 3 something was skipped for safety, 130 interrupted."
     )]
     PrunePvcs(PruneArgs),
+    /// Grow the volumes of a StatefulSet (its PVCs and its volumeClaimTemplates) without restarting a pod
+    #[command(
+        name = "resize-pvcs",
+        after_help = "Examples:\n  kubectl sts-safe resize-pvcs redis --size 20Gi --dry-run\n  kubectl sts-safe resize-pvcs redis --size data=20Gi --yes\n  kubectl sts-safe resize-pvcs db --size data=100Gi --size wal=20Gi --restart-pods\n  kubectl sts-safe resize-pvcs redis --resume\n\nEach claim is grown in place, top ordinal first, waiting until its capacity is reached. The\nStatefulSet is then deleted with propagationPolicy=Orphan (pods keep running) and created again\nwith the new templates, from a copy kept in the configmap sts-safe-resize-<name> until the end:\nan interrupted run is finished by --resume or a plain re-run.\nExit codes: 0 done (or nothing to resize), 2 bad size or template, 3 a safety check or a failed\nexpansion stopped it, 130 interrupted."
+    )]
+    ResizePvcs(ResizeArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  source <(kubectl sts-safe completion bash)    # completes the kubectl-sts_safe command\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"\n\nThe scripts complete the plugin's own executable name (kubectl-sts_safe); completion after\n`kubectl sts-safe` depends on kubectl's plugin-completion support."
@@ -261,6 +268,45 @@ pub struct PruneArgs {
     pub selector: Option<String>,
     #[command(flatten)]
     pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResizeArgs {
+    /// StatefulSet name
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// New size of a claim template, as SIZE (single template) or TEMPLATE=SIZE; repeatable
+    #[arg(long = "size", value_name = "[TEMPLATE=]SIZE", value_parser = parse_size_request)]
+    pub sizes: Vec<SizeRequest>,
+    /// Delete, one at a time, each pod whose volume waits for a restart to finish growing (offline expansion)
+    #[arg(long)]
+    pub restart_pods: bool,
+    /// Also grow the PVCs kept from a scale-down (default), so a later scale-up does not bring back the old size
+    #[arg(long, overrides_with = "no_include_orphans")]
+    pub include_orphans: bool,
+    /// Leave the PVCs outside the live ordinals at their size
+    #[arg(long, overrides_with = "include_orphans")]
+    pub no_include_orphans: bool,
+    /// How long each claim, the re-create and each pod restart may take
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+    /// Finish an interrupted resize (a plain re-run with the same sizes does too)
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    #[command(flatten)]
+    pub mutate: MutateArgs,
+}
+
+impl ResizeArgs {
+    pub fn include_orphans(&self) -> bool {
+        !self.no_include_orphans
+    }
+}
+
+fn parse_size_request(s: &str) -> Result<SizeRequest, String> {
+    crate::plan::resize::parse_size(s)
 }
 
 #[derive(Debug, Args)]

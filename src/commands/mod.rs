@@ -5,6 +5,7 @@ pub mod canary;
 pub mod completion;
 pub mod doctor;
 pub mod prune;
+pub mod resize;
 pub mod rollback;
 pub mod scale;
 pub mod status;
@@ -29,6 +30,7 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<i32> {
         Command::Rollback(a) => rollback::run(ctx, a).await,
         Command::Scale(a) => scale::run(ctx, a).await,
         Command::PrunePvcs(a) => prune::run(ctx, a).await,
+        Command::ResizePvcs(a) => resize::run(ctx, a).await,
         Command::Completion(_) => unreachable!("completion runs without a cluster"),
     }
 }

@@ -15,6 +15,11 @@ pub type Need = (&'static str, &'static str, &'static str);
 pub async fn require(ctx: &Ctx, needs: &[Need]) -> Result<()> {
     let api: Api<SelfSubjectAccessReview> = Api::all(ctx.client.clone());
     let reviews = needs.iter().map(|(verb, group, resource)| {
+        // "pods/eviction": a subresource.
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_string())),
+            None => (*resource, None),
+        };
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
@@ -22,6 +27,7 @@ pub async fn require(ctx: &Ctx, needs: &[Need]) -> Result<()> {
                     verb: Some(verb.to_string()),
                     group: Some(group.to_string()),
                     resource: Some(resource.to_string()),
+                    subresource,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -86,3 +92,31 @@ pub const SCALE: &[Need] = &[
     ("update", "coordination.k8s.io", "leases"),
     ("delete", "coordination.k8s.io", "leases"),
 ];
+
+/// resize-pvcs: the claims (patch, watch), their Events, the re-create (delete and
+/// create the StatefulSet, its copy in a ConfigMap), the adoption check and the lock.
+pub const RESIZE: &[Need] = &[
+    ("get", "apps", "statefulsets"),
+    ("watch", "apps", "statefulsets"),
+    ("delete", "apps", "statefulsets"),
+    ("create", "apps", "statefulsets"),
+    ("patch", "apps", "statefulsets"),
+    ("list", "apps", "controllerrevisions"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+    ("patch", "", "persistentvolumeclaims"),
+    ("watch", "", "persistentvolumeclaims"),
+    ("watch", "", "events"),
+    ("list", "", "resourcequotas"),
+    ("get", "", "configmaps"),
+    ("create", "", "configmaps"),
+    ("update", "", "configmaps"),
+    ("delete", "", "configmaps"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+    ("delete", "coordination.k8s.io", "leases"),
+];
+
+/// resize-pvcs --restart-pods, besides [`RESIZE`].
+pub const EVICT: &[Need] = &[("create", "", "pods/eviction")];

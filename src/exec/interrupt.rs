@@ -9,6 +9,8 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Interrupt {
     rx: watch::Receiver<bool>,
+    /// Keeps [`Interrupt::never`]'s channel open.
+    _never: Option<std::sync::Arc<watch::Sender<bool>>>,
 }
 
 impl Interrupt {
@@ -36,7 +38,17 @@ impl Interrupt {
             let _ = tokio::signal::ctrl_c().await;
             let _ = tx.send(true);
         });
-        Interrupt { rx }
+        Interrupt { rx, _never: None }
+    }
+
+    /// One that never fires: for a wait that must finish (between a delete and the
+    /// create that undoes it). Signals still reach the run's own [`Interrupt`].
+    pub fn never() -> Interrupt {
+        let (tx, rx) = watch::channel(false);
+        Interrupt {
+            rx,
+            _never: Some(std::sync::Arc::new(tx)),
+        }
     }
 
     /// Like [`Interrupt::install`], and also says `note` on the first signal; a second

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
@@ -24,6 +24,8 @@ pub struct Tracker {
     name: String,
     sts: Store<StatefulSet>,
     pods: Store<Pod>,
+    /// With [`Tracker::start_with_claims`]: the namespace's claims and their Events.
+    claims: Option<(Store<PersistentVolumeClaim>, Store<Event>)>,
     changes: watch::Receiver<u64>,
     last_error: Arc<Mutex<Option<String>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -58,8 +60,19 @@ where
 impl Tracker {
     /// Starts watching `sts` and its pods; returns once both initial lists arrived.
     pub async fn start(ctx: &Ctx, sts: &StatefulSet) -> Result<Tracker> {
+        Tracker::begin(ctx, sts, false).await
+    }
+
+    /// Like [`Tracker::start`], and also the namespace's PersistentVolumeClaims and the
+    /// Events about claims (resize-pvcs).
+    pub async fn start_with_claims(ctx: &Ctx, sts: &StatefulSet) -> Result<Tracker> {
+        Tracker::begin(ctx, sts, true).await
+    }
+
+    async fn begin(ctx: &Ctx, sts: &StatefulSet, with_claims: bool) -> Result<Tracker> {
         let name = sts.name_any();
         let cfg = watcher::Config::default().timeout(ctx.watch_timeout_secs());
+        let cfg_all = cfg.clone();
         let (sts_store, sts_writer) = reflector::store();
         let (pod_store, pod_writer) = reflector::store();
         let (tx, rx) = watch::channel(0u64);
@@ -82,14 +95,34 @@ impl Tracker {
             pod_writer,
             watcher(ctx.api::<Pod>(), pod_cfg).default_backoff(),
         );
-        let tasks = vec![
+        let mut tasks = vec![
             drive(sts_stream, tx.clone(), last_error.clone()),
-            drive(pod_stream, tx, last_error.clone()),
+            drive(pod_stream, tx.clone(), last_error.clone()),
         ];
+        let claims = with_claims.then(|| {
+            let (claim_store, claim_writer) = reflector::store();
+            let (event_store, event_writer) = reflector::store();
+            let claim_stream = reflector::reflector(
+                claim_writer,
+                watcher(ctx.api::<PersistentVolumeClaim>(), cfg_all.clone()).default_backoff(),
+            );
+            let event_stream = reflector::reflector(
+                event_writer,
+                watcher(
+                    ctx.api::<Event>(),
+                    cfg_all.fields("involvedObject.kind=PersistentVolumeClaim"),
+                )
+                .default_backoff(),
+            );
+            tasks.push(drive(claim_stream, tx.clone(), last_error.clone()));
+            tasks.push(drive(event_stream, tx.clone(), last_error.clone()));
+            (claim_store, event_store)
+        });
         let tracker = Tracker {
             name,
             sts: sts_store,
             pods: pod_store,
+            claims,
             changes: rx,
             last_error,
             tasks,
@@ -97,6 +130,10 @@ impl Tracker {
         let ready = async {
             let _ = tracker.sts.wait_until_ready().await;
             let _ = tracker.pods.wait_until_ready().await;
+            if let Some((c, e)) = &tracker.claims {
+                let _ = c.wait_until_ready().await;
+                let _ = e.wait_until_ready().await;
+            }
         };
         if tokio::time::timeout(Duration::from_secs(30), ready)
             .await
@@ -122,6 +159,29 @@ impl Tracker {
             .state()
             .into_iter()
             .filter_map(|p| Some((model::ordinal_of(&self.name, &p.name_any())?, (*p).clone())))
+            .collect()
+    }
+
+    /// The claim named `name` (with [`Tracker::start_with_claims`]).
+    pub fn claim(&self, name: &str) -> Option<PersistentVolumeClaim> {
+        let (claims, _) = self.claims.as_ref()?;
+        claims
+            .state()
+            .into_iter()
+            .find(|c| c.name_any() == name)
+            .map(|c| (*c).clone())
+    }
+
+    /// The Events about the claim with uid `uid` (with [`Tracker::start_with_claims`]).
+    pub fn claim_events(&self, uid: &str) -> Vec<Event> {
+        let Some((_, events)) = self.claims.as_ref() else {
+            return vec![];
+        };
+        events
+            .state()
+            .into_iter()
+            .filter(|e| e.involved_object.uid.as_deref() == Some(uid))
+            .map(|e| (*e).clone())
             .collect()
     }
 

@@ -12,6 +12,8 @@ pub mod orphan;
 pub mod owners;
 pub mod patch;
 pub mod prune;
+pub mod recreate;
+pub mod resize;
 pub mod rollback;
 pub mod scale;
 pub mod status;

@@ -6,7 +6,7 @@
 //! `StatusReport` (plan::status), `DoctorReport` (plan::doctor), `CanaryPlan` and
 //! `RollbackPlan` (plan::canary, plan::rollback), `CanaryReport` (exec::canary),
 //! `ScalePlan` and `ScaleReport` (plan::scale), `PrunePlan` and `PruneReport`
-//! (plan::prune). Text renderers live in this module's files, one per command.
+//! (plan::prune), `ResizePlan` and `ResizeReport` (plan::resize). Text renderers live in this module's files, one per command.
 
 use std::io::Write;
 
@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 pub mod canary;
 pub mod doctor;
 pub mod prune;
+pub mod resize;
 pub mod scale;
 pub mod status;
 
