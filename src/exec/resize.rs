@@ -15,7 +15,7 @@ use kube::ResourceExt;
 
 use super::interrupt::Interrupt;
 use super::read::list_all;
-use super::recreate::{recreate, save_record};
+use super::recreate::{drop_record, recreate, save_record};
 use super::restart::restart_pods;
 use super::watch::{Poll, Tracker, WaitEnd};
 use crate::context::Ctx;
@@ -27,7 +27,6 @@ use crate::plan::recreate::{
 use crate::plan::resize::{
     bytes, ClaimAction, ClaimChange, ClaimResult, RecreateResult, ResizePlan, ResizeReport,
 };
-use crate::plan::API_VERSION;
 use crate::render;
 use crate::ui::{Line, Progress};
 
@@ -331,19 +330,31 @@ pub async fn execute(
         .filter(|l| l.uid().as_deref() == Some(old_uid.as_str()))
         .and_then(|l| l.metadata.generation);
     // The record first: from here on, an interrupted run is found by the next one.
+    let created_here = record_cm.is_none() && plan.recreate.needed;
     let record_cm = match record_cm {
         None if plan.recreate.needed => Some(save_record(ctx, &name, &rec, None).await?),
         other => other,
     };
-    let grown = grow_claims(
+    let growing = grow_claims(
         ctx,
         &plan,
         &mut tracker,
         &mut interrupt,
         &progress,
         opts.timeout,
-    )
-    .await?;
+    );
+    let grown = match growing.await {
+        Ok(g) => g,
+        Err(e) => {
+            // A claim that cannot grow stops the run before the StatefulSet is touched:
+            // nothing is left to resume (an interrupted run keeps its record for --resume).
+            let interrupted = matches!(e, Error::Interrupted(_));
+            if let (true, false, Some(cm)) = (created_here, interrupted, &record_cm) {
+                let _ = drop_record(ctx, cm).await;
+            }
+            return Err(e);
+        }
+    };
     let recreated = if plan.recreate.needed {
         if interrupt.is_set() {
             return Err(Error::Interrupted(
@@ -440,38 +451,23 @@ pub async fn execute(
             }
         })
         .collect();
-    let next = (!restart_needed.is_empty()).then(|| {
-        format!(
-            "kubectl sts-safe resize-pvcs {name} -n {} {} --restart-pods",
-            ctx.namespace,
-            plan.templates
-                .iter()
-                .map(|t| format!("--size {}={}", t.name, t.to))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
+    let recreate = recreated.map(|r| RecreateResult {
+        old_uid,
+        new_uid: r.new_uid,
+        update_revision: r.update_revision,
+        pods_adopted: r.pods_adopted,
+        revisions_adopted: r.revisions_adopted,
+        pods_replaced: 0,
     });
-    let report = ResizeReport {
-        api_version: API_VERSION,
-        kind: "ResizeReport",
-        statefulset: name.clone(),
-        namespace: ctx.namespace.clone(),
+    let seconds = started.elapsed().as_secs_f64();
+    let report = ResizeReport::new(
+        &plan,
         claims,
-        templates: plan.templates.clone(),
-        recreate: recreated.map(|r| RecreateResult {
-            old_uid,
-            new_uid: r.new_uid,
-            update_revision: r.update_revision,
-            pods_adopted: r.pods_adopted,
-            revisions_adopted: r.revisions_adopted,
-            pods_replaced: 0,
-        }),
+        recreate,
         restart_needed,
-        next,
-        seconds: started.elapsed().as_secs_f64(),
-        lock: ctx.lock_holder(),
-        exit_code: 0,
-    };
+        seconds,
+        ctx.lock_holder(),
+    );
     render::show(ctx.output, &report)?;
     Ok(0)
 }

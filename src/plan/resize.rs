@@ -634,6 +634,46 @@ pub struct ResizeReport {
     pub exit_code: i32,
 }
 
+impl ResizeReport {
+    /// The report of a finished run of `plan`: `restart_needed` are the pods whose
+    /// volumes still wait for a restart (the report names the command for them).
+    pub fn new(
+        plan: &ResizePlan,
+        claims: Vec<ClaimResult>,
+        recreate: Option<RecreateResult>,
+        restart_needed: Vec<String>,
+        seconds: f64,
+        lock: Option<String>,
+    ) -> ResizeReport {
+        let next = (!restart_needed.is_empty()).then(|| {
+            format!(
+                "kubectl sts-safe resize-pvcs {} -n {} {} --restart-pods",
+                plan.statefulset,
+                plan.namespace,
+                plan.templates
+                    .iter()
+                    .map(|t| format!("--size {}={}", t.name, t.to))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        });
+        ResizeReport {
+            api_version: API_VERSION,
+            kind: "ResizeReport",
+            statefulset: plan.statefulset.clone(),
+            namespace: plan.namespace.clone(),
+            claims,
+            templates: plan.templates.clone(),
+            recreate,
+            restart_needed,
+            next,
+            seconds,
+            lock,
+            exit_code: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "resize_tests.rs"]
 mod tests;

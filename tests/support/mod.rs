@@ -138,6 +138,18 @@ impl TestNs {
         self.apply(&yaml).await;
     }
 
+    /// The seed's Redis with its claims in StorageClass `class`, Ready.
+    pub async fn ready_redis_in_class(&self, replicas: i32, class: &str) {
+        let yaml = SEED_REDIS
+            .replace("replicas: 3", &format!("replicas: {replicas}"))
+            .replace(
+                "storageClassName: gp3-encrypted",
+                &format!("storageClassName: {class}"),
+            );
+        self.apply(&yaml).await;
+        self.wait_ready("redis", Duration::from_secs(60)).await;
+    }
+
     /// The seed's Redis, Ready.
     pub async fn ready_redis(&self, replicas: i32) {
         self.seed_redis(replicas, "redis:7.2-alpine").await;
@@ -304,13 +316,40 @@ impl Drop for TestNs {
 }
 
 pub async fn ensure_storage_class(client: &Client, name: &str, provisioner: &str, reclaim: &str) {
+    create_storage_class(
+        client,
+        serde_json::json!({
+            "metadata": {"name": name}, "provisioner": provisioner, "reclaimPolicy": reclaim,
+        }),
+    )
+    .await;
+}
+
+/// An expandable class of the simulator whose resizer takes `delay` per claim
+/// (sim-kubelet's `sts-safe.dev/resize-delay`), growing online.
+pub async fn ensure_slow_resize_class(client: &Client, name: &str, delay: &str) {
+    create_storage_class(
+        client,
+        serde_json::json!({
+            "metadata": {"name": name, "annotations": {
+                "sts-safe.dev/expansion": "online", "sts-safe.dev/resize-delay": delay}},
+            "provisioner": "sts-safe.dev/sim", "reclaimPolicy": "Delete",
+            "allowVolumeExpansion": true,
+        }),
+    )
+    .await;
+}
+
+async fn create_storage_class(client: &Client, mut obj: serde_json::Value) {
+    obj["apiVersion"] = "storage.k8s.io/v1".into();
+    obj["kind"] = "StorageClass".into();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let ar = api_resource("storage.k8s.io/v1", "StorageClass");
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let obj: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": name}, "provisioner": provisioner, "reclaimPolicy": reclaim,
-    }))
-    .unwrap();
+    let obj: DynamicObject = serde_json::from_value(obj).unwrap();
     match api.create(&PostParams::default(), &obj).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -492,11 +531,9 @@ impl Pty {
     }
 }
 
-/// The plugin's requests about objects in `namespace`, as the API server's audit log
-/// recorded them (scripts/audit-policy.yaml; one event per request, at ResponseComplete):
-/// told apart from the control plane's by its user agent, since all components share the
-/// admin identity.
-pub fn plugin_audit_events(namespace: &str) -> Vec<serde_json::Value> {
+/// Every request about objects in `namespace`, by anyone, as the API server's audit log
+/// recorded them (scripts/audit-policy.yaml; one event per request, at ResponseComplete).
+pub fn audit_events(namespace: &str) -> Vec<serde_json::Value> {
     let path = kubeconfig()
         .parent()
         .expect("state dir")
@@ -504,12 +541,42 @@ pub fn plugin_audit_events(namespace: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == namespace)
+        .collect()
+}
+
+/// The plugin's requests about objects in `namespace` ([`audit_events`]): told apart
+/// from the control plane's by its user agent, since all components share the admin
+/// identity.
+pub fn plugin_audit_events(namespace: &str) -> Vec<serde_json::Value> {
+    audit_events(namespace)
+        .into_iter()
         .filter(|e| {
-            e["stage"] == "ResponseComplete"
-                && e["objectRef"]["namespace"] == namespace
-                && e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+            e["userAgent"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+        })
+        .collect()
+}
+
+/// Pod deletes (by anyone: the plugin, the StatefulSet controller, the garbage
+/// collector) and evictions in `namespace` that the API server carried out.
+pub fn pod_deletes(namespace: &str) -> Vec<String> {
+    audit_events(namespace)
+        .into_iter()
+        .filter(|e| {
+            let pods = e["objectRef"]["resource"] == "pods";
+            let evict = e["objectRef"]["subresource"] == "eviction" && e["verb"] == "create";
+            let delete = e["verb"] == "delete" && e["objectRef"]["subresource"].is_null();
+            pods && (evict || delete) && e["responseStatus"]["code"].as_i64().unwrap_or(0) < 300
+        })
+        .map(|e| {
+            format!(
+                "{} {} by {}",
+                e["verb"].as_str().unwrap_or_default(),
+                e["objectRef"]["name"].as_str().unwrap_or_default(),
+                e["userAgent"].as_str().unwrap_or_default()
+            )
         })
         .collect()
 }

@@ -34,6 +34,10 @@
 //!    one writes, the other exits 3 naming it. The lock's other faults live with their
 //!    kind: `kill -9` of the holder (3 s leases: the next run takes the lock over once it
 //!    ran out) in [`kill`], the API server away longer than the lease in [`restart`].
+//! 7. [`resize`]: `kill -9` of `resize-pvcs` at max(4N, 20) points, every fourth at the
+//!    StatefulSet's delete (before its create), then a plain re-run completes with no pod
+//!    deleted; a spec edit while the claims grow stops it before the delete. An API-server
+//!    restart mid-resize is in [`restart`].
 //!
 //! Random kill points and restart times come from a seed printed by each test; set
 //! `STS_SAFE_FAULT_SEED` to replay them.
@@ -55,6 +59,7 @@ mod kill;
 mod lock;
 mod privilege;
 mod races;
+mod resize;
 mod restart;
 
 use std::path::{Path, PathBuf};

@@ -141,6 +141,45 @@ async fn least_privilege_every_write_path_with_the_shipped_role_and_no_secret_in
     rec.analyse(&check).assert_safe(&check, "limited user");
 }
 
+/// resize-pvcs's write paths as `sts-safe-limited` with only deploy/rbac.yaml: the
+/// server dry run, the resize with its re-create (configmap, delete, create) and the pod
+/// restarts through evictions, at -vvv, with no secret in the output.
+#[tokio::test]
+async fn least_privilege_resize_pvcs_with_the_shipped_role() {
+    let ns = TestNs::new("fault-rbac-resize").await;
+    ns.ready_redis_in_class(2, "sim-offline").await;
+    ns.grant_limited_user().await;
+    let secrets = kubeconfig_secrets();
+    let steps: Vec<(Vec<&str>, i32)> = vec![
+        (
+            vec!["resize-pvcs", "redis", "--size", "20Gi", "--dry-run=server"],
+            0,
+        ),
+        (vec!["resize-pvcs", "redis", "--size", "20Gi", "--yes"], 0),
+        (
+            vec![
+                "resize-pvcs",
+                "redis",
+                "--size",
+                "20Gi",
+                "--restart-pods",
+                "--yes",
+            ],
+            0,
+        ),
+    ];
+    for (args, code) in &steps {
+        let mut argv = args.clone();
+        argv.push("-vvv");
+        let r = plugin(&ns, LIMITED, &argv).await;
+        expect_code(&r, *code, &format!("{args:?} as {LIMITED}"));
+        assert_no_secret(&r, &secrets, &format!("{args:?} -vvv"));
+    }
+    for p in ns.pvcs().await {
+        assert_eq!(sts_safe::model::pvc_capacity(&p).as_deref(), Some("20Gi"));
+    }
+}
+
 /// A bearer-token user (a ServiceAccount bound to deploy/rbac.yaml's Role) against the
 /// same server and CA: the token never appears at -vvv, whether the requests succeed or
 /// the token is refused.

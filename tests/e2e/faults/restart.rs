@@ -409,3 +409,50 @@ async fn apiserver_down_longer_than_the_lease_stops_the_canary_writing() {
         runs.first().map(|r| &r.stderr)
     );
 }
+
+/// An API-server restart while resize-pvcs grows its claims: the run completes, or exits
+/// with one clear line naming `--resume`; then a re-run finishes it, no pod deleted.
+#[tokio::test]
+async fn apiserver_restart_mid_resize_completes_or_names_the_resume() {
+    let _lock = restart_lock().await;
+    let ns = TestNs::new("fault-restart-resize").await;
+    use_short_lease(&ns);
+    wait_until_alone(&ns, Duration::from_secs(3)).await;
+    crate::support::ensure_slow_resize_class(&ns.client, "sim-slow-resize", "1s").await;
+    ns.ready_redis_in_class(3, "sim-slow-resize").await;
+    let pods = super::resize::pod_uids(&ns).await;
+    let args = ["resize-pvcs", "redis", "--size", "20Gi", "--yes"];
+    let child = plugin_cmd(&ns, ADMIN, &args).spawn().unwrap();
+    ns.eventually(WAIT, "the first claim requested", || async {
+        let p = ns
+            .api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
+            .get("redis-data-redis-2")
+            .await
+            .ok()?;
+        (p.spec?.resources?.requests?.get("storage")?.0 == "20Gi").then_some(())
+    })
+    .await;
+    restart_apiserver().await;
+    let out = finish(child, &args).await;
+    if out.code != 0 {
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert!(
+            errors.len() == 1 && errors[0].contains("--resume"),
+            "one clear line naming --resume:\n{}",
+            out.stderr
+        );
+    }
+    eprintln!(
+        "resize across an apiserver restart: exit {} {}",
+        out.code,
+        last_line(&out.stderr)
+    );
+    let rerun = plugin_after_lock(&ns, ADMIN, &args).await;
+    expect_code(&rerun, 0, "the re-run after the restart");
+    super::resize::expect_resized(&ns, "20Gi", &pods, "after the restart").await;
+    assert_eq!(crate::support::pod_deletes(&ns.name), Vec::<String>::new());
+}
