@@ -11,7 +11,8 @@
 #
 # The benchmark uses its own namespaces (sts-safe-bench, sts-safe-bench-prune-0…9) and
 # deletes them at the end. Environment: BENCH_CANARY_RUNS (5), BENCH_SHELL_RUNS (3),
-# BENCH_STARTUP_RUNS (10), BENCH_PRUNE_RUNS (7), BENCH_SKIP_PRUNE=1, STS_SAFE_CLUSTER_DIR.
+# BENCH_STARTUP_RUNS (10), BENCH_PRUNE_RUNS (7), BENCH_RESIZE_RUNS (3), BENCH_SKIP_PRUNE=1,
+# STS_SAFE_CLUSTER_DIR. Row 7: resize-pvcs of 10 replicas (scripts/bench/resize.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audit  # noqa: E402
+import resize as resize_bench  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NS = "sts-safe-bench"
@@ -734,7 +735,7 @@ def lock_cost(plugin_runs: list, before_runs: list, cfg: dict) -> dict | None:
 
 
 def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setup: dict,
-           binary: dict, cleanup: dict, total: float, notes: str) -> tuple[str, str]:
+           binary: dict, cleanup: dict, total: float, notes: str, resize: dict | None = None) -> tuple[str, str]:
     plugin_runs, shell_runs, canary_setup, *rest = canary
     before_runs = rest[0] if rest else []
     reactions = [x for r in plugin_runs for x in r.reactions]
@@ -780,7 +781,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
     L.append("")
     L.append("Reproduce: `make bench` (builds `cargo build --release`, starts the local cluster if it is not")
     L.append("running and stops it again afterwards). Knobs: `BENCH_CANARY_RUNS`, `BENCH_SHELL_RUNS`,")
-    L.append("`BENCH_STARTUP_RUNS`, `BENCH_PRUNE_RUNS`, `BENCH_SKIP_PRUNE=1`. Raw logs: `target/bench/`.")
+    L.append("`BENCH_STARTUP_RUNS`, `BENCH_PRUNE_RUNS`, `BENCH_RESIZE_RUNS`, `BENCH_SKIP_PRUNE=1`. Raw logs: `target/bench/`.")
     L.append("The Analysis section at the end is `scripts/bench/analysis.md`; after editing it,")
     L.append("`python3 scripts/bench/driver.py --report-only` rewrites this file from the last run's data.")
     L.append("")
@@ -802,6 +803,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
                  f"| ≤ +4 per minute of run | renewals: met; the fixed part is per run, not per minute |")
         L.append(f"| 6 | the lock's cost: canary reaction with it ÷ without | {lock['reaction_ratio']:.2f} "
                  f"({lock['reaction_with'] * 1000:.1f} ms vs {lock['reaction_without'] * 1000:.1f} ms, medians from the write's arrival) | unchanged (≤ 1.2) | {verdict(lock['reaction_ratio'] <= 1.2)} |")
+    L.extend(resize_bench.summary_rows(resize, Stat, verdict))
     L.append(f"| 5 | `kubectl sts-safe status` ÷ two `kubectl get` | {Stat(startup['ratio_via']).fmt('{:.2f}')} | (no goal) | |")
     L.append(f"| 5 | release binary (stripped) | {binary['size'] / 2**20:.1f} MiB | (no goal) | |")
     L.append("")
@@ -928,6 +930,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
                  "removes each claim's finalizer).")
         L.append("")
 
+    L.extend(resize_bench.section(resize, Stat, BENCH_USER))
     L.append("## 5. Start-up")
     L.append("")
     L.append(f"`status {STS}` against the 10-replica StatefulSet above (whole process, output to /dev/null), "
@@ -973,6 +976,11 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
         f"5 start-up      status ÷ 2×kubectl get {statistics.median(startup['ratio_via']):.2f} (via kubectl), "
         f"{statistics.median(startup['ratio_direct']):.2f} (direct); binary {binary['size'] / 2**20:.1f} MiB",
     ]
+    if resize and resize.get("runs"):
+        ratio = statistics.median(r["ratio"] for r in resize["runs"])
+        per = statistics.median(r["per_pvc"] for r in resize["runs"])
+        summary.append(f"7 resize-pvcs   wall ÷ Σ simulated {ratio:.3f} (goal ≤ 1.1) {'met' if ratio <= 1.1 else 'MISSED'}, "
+                       f"{per:.1f} requests per PVC")
     return "\n".join(L).rstrip() + "\n", "\n".join(summary)
 
 
@@ -994,6 +1002,7 @@ def main() -> int:
     ap.add_argument("--startup-runs", type=int, default=int(os.environ.get("BENCH_STARTUP_RUNS", 10)))
     ap.add_argument("--prune-runs", type=int, default=int(os.environ.get("BENCH_PRUNE_RUNS", 7)))
     ap.add_argument("--skip-prune", action="store_true", default=os.environ.get("BENCH_SKIP_PRUNE") == "1")
+    ap.add_argument("--resize-runs", type=int, default=int(os.environ.get("BENCH_RESIZE_RUNS", 3)))
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite RESULTS.md from the last run's data (target/bench/results.pickle), e.g. "
                          "after editing scripts/bench/analysis.md")
@@ -1021,6 +1030,7 @@ def main() -> int:
     tail = audit.Tail(a.audit_log)
     cleanup: dict = {}
     prune_nss: list[str] = []
+    resize: dict = {}
     try:
         delete_namespaces([NS], 300)
         kubectl("create", "namespace", NS)
@@ -1030,6 +1040,14 @@ def main() -> int:
         cfg["before_commit"] = a.before_commit
         log("start-up: status vs kubectl get")
         startup = startup_bench(a.plugin, kubeconfig, a.startup_runs)
+        log("resize-pvcs: a 10-replica online resize")
+        helpers = type("Helpers", (), dict(
+            kubectl=staticmethod(kubectl), measure=staticmethod(measure), log=staticmethod(log),
+            delete_namespaces=staticmethod(delete_namespaces), requests=staticmethod(audit.requests),
+            wait_sts=staticmethod(lambda ns, name, n: kubectl("-n", ns, "rollout", "status", f"statefulset/{name}",
+                                                              "--timeout=180s")),
+            workdir=a.workdir))
+        resize = resize_bench.bench(helpers, a.plugin, kubeconfig, tail, BENCH_USER, a.resize_runs)
         if a.skip_prune:
             setup = {"namespaces": [], "timings": {k: float("nan") for k in
                                                    ("namespaces", "pvcs", "statefulsets", "pods", "total")},
@@ -1065,7 +1083,7 @@ def main() -> int:
               "kubectl_size": os.path.getsize(os.path.realpath(kubectl_path))}
     cfg["load_end"] = os.getloadavg()
     d = dict(env=env, cfg=cfg, canary=canary, startup=startup, prune=prune, setup=setup, binary=binary,
-             cleanup=cleanup, total=time.perf_counter() - t_start)
+             cleanup=cleanup, total=time.perf_counter() - t_start, resize=resize)
     with open(saved, "wb") as f:
         pickle.dump(dict(d, discarded=list(DISCARDED)), f)
     d["notes"] = open(a.notes).read() if os.path.exists(a.notes) else ""
