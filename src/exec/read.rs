@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::context::Ctx;
 use crate::error::{Error, Request, Result};
 use crate::model;
+use crate::plan::recreate::record_name;
 
 pub const PAGE_SIZE: u32 = 500;
 
@@ -50,11 +51,24 @@ impl Ctx {
             Ok(s) => Ok(s),
             Err(e) => {
                 let mapped = self.err("get", "statefulsets", Some(name), e);
-                if matches!(mapped, Error::NotFound { .. }) && !self.namespace_exists().await {
-                    return Err(Error::NamespaceNotFound {
-                        namespace: self.namespace.clone(),
-                        context: self.target.context.clone(),
-                    });
+                if matches!(mapped, Error::NotFound { .. }) {
+                    if !self.namespace_exists().await {
+                        return Err(Error::NamespaceNotFound {
+                            namespace: self.namespace.clone(),
+                            context: self.target.context.clone(),
+                        });
+                    }
+                    // Gone in the middle of a resize: its copy waits in the record.
+                    let record = record_name(name);
+                    if let Ok(Some(_)) = self.api::<ConfigMap>().get_opt(&record).await {
+                        return Err(Error::Aborted {
+                            cause: Box::new(mapped),
+                            next: format!(
+                                "an interrupted resize-pvcs keeps its copy in configmap \"{record}\": create it again with `kubectl sts-safe resize-pvcs {name} -n {} --resume`",
+                                self.namespace
+                            ),
+                        });
+                    }
                 }
                 Err(mapped)
             }

@@ -162,6 +162,17 @@ async fn kill_9_at_random_points_of_a_resize_then_a_rerun_completes() {
         *points.entry(at.clone()).or_default() += 1;
         eprintln!("resize kill trial {i}: SIGKILL {how}: {at}");
         let what = format!("resize kill trial {i} ({at})");
+        if at == "between the delete and the create" {
+            // Any command that looks for it points at the way back.
+            let status = plugin(&ns, ADMIN, &["status", "redis"]).await;
+            assert!(
+                status.code == 1
+                    && status.stderr.contains("resize-pvcs redis")
+                    && status.stderr.contains("--resume"),
+                "{what}: status names the resume: {}",
+                status.stderr
+            );
+        }
         if finished {
             expect_code(&out, 0, &what);
         }
