@@ -1,0 +1,226 @@
+//! The writes of each resize step: JSON merge patches of a claim's status (through the
+//! status subresource) and of its volume, each guarded by the object's uid and, where
+//! given, its resourceVersion.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{json, Value};
+
+use super::decide::{
+    CONTROLLER_RESIZE_ERROR, FS_PENDING_MESSAGE, FS_RESIZE_PENDING, INFEASIBLE, IN_PROGRESS,
+    NODE_PENDING, PRE_RESIZE_CAPACITY, RESIZING,
+};
+
+fn condition_json(type_: &str, message: Option<&str>, now: Timestamp) -> Value {
+    let mut c = json!({
+        "type": type_,
+        "status": "True",
+        "lastTransitionTime": Time(now),
+    });
+    if let Some(m) = message {
+        c["message"] = json!(m);
+    }
+    c
+}
+
+/// A merge patch of a claim's status, guarded by its uid and, when given, its
+/// resourceVersion.
+fn claim_patch(uid: &str, rv: Option<&str>, status: Value) -> Value {
+    let mut meta = json!({ "uid": uid });
+    if let Some(rv) = rv {
+        meta["resourceVersion"] = json!(rv);
+    }
+    json!({ "metadata": meta, "status": status })
+}
+
+/// Step 1: the resize to `to` has started.
+pub fn start_patch(uid: &str, rv: Option<&str>, to: &Quantity, now: Timestamp) -> Value {
+    claim_patch(
+        uid,
+        rv,
+        json!({
+            "conditions": [condition_json(RESIZING, None, now)],
+            "allocatedResources": { "storage": to },
+            "allocatedResourceStatuses": { "storage": IN_PROGRESS },
+        }),
+    )
+}
+
+/// Step 3a: the filesystem has grown with the volume to `capacity`.
+pub fn grown_patch(uid: &str, rv: Option<&str>, to: &Quantity, capacity: &Quantity) -> Value {
+    claim_patch(
+        uid,
+        rv,
+        json!({
+            "capacity": { "storage": capacity },
+            "conditions": null,
+            "allocatedResources": { "storage": to },
+            "allocatedResourceStatuses": null,
+        }),
+    )
+}
+
+/// Step 3b: the volume has grown to `to`; the filesystem waits for a pod start.
+pub fn node_pending_patch(uid: &str, rv: Option<&str>, to: &Quantity, now: Timestamp) -> Value {
+    claim_patch(
+        uid,
+        rv,
+        json!({
+            "conditions": [condition_json(FS_RESIZE_PENDING, Some(FS_PENDING_MESSAGE), now)],
+            "allocatedResources": { "storage": to },
+            "allocatedResourceStatuses": { "storage": NODE_PENDING },
+        }),
+    )
+}
+
+/// Step 3c: the controller-side expansion to `to` failed with `message`.
+pub fn failed_patch(
+    uid: &str,
+    rv: Option<&str>,
+    to: &Quantity,
+    message: &str,
+    now: Timestamp,
+) -> Value {
+    claim_patch(
+        uid,
+        rv,
+        json!({
+            "conditions": [condition_json(CONTROLLER_RESIZE_ERROR, Some(message), now)],
+            "allocatedResources": { "storage": to },
+            "allocatedResourceStatuses": { "storage": INFEASIBLE },
+        }),
+    )
+}
+
+/// The kubelet finished the pending filesystem resize: the claim has `capacity`.
+pub fn finished_patch(uid: &str, rv: Option<&str>, capacity: &Quantity) -> Value {
+    claim_patch(
+        uid,
+        rv,
+        json!({
+            "capacity": { "storage": capacity },
+            "conditions": null,
+            "allocatedResourceStatuses": null,
+        }),
+    )
+}
+
+/// The claim asks for `to`, no more than it has: nothing left to do.
+pub fn rollback_patch(uid: &str, rv: Option<&str>, to: &Quantity) -> Value {
+    claim_patch(
+        uid,
+        rv,
+        json!({
+            "conditions": null,
+            "allocatedResources": { "storage": to },
+            "allocatedResourceStatuses": null,
+        }),
+    )
+}
+
+/// The controller-side expansion of a volume to `to`, guarded by its uid and
+/// resourceVersion. `pre_resize`: the claim's capacity to record while the filesystem
+/// waits for the node (offline); `None` removes that record.
+pub fn volume_patch(
+    pv_uid: &str,
+    pv_rv: Option<&str>,
+    to: &Quantity,
+    pre_resize: Option<&Quantity>,
+) -> Value {
+    let mut meta = json!({
+        "uid": pv_uid,
+        "annotations": { PRE_RESIZE_CAPACITY: pre_resize },
+    });
+    if let Some(rv) = pv_rv {
+        meta["resourceVersion"] = json!(rv);
+    }
+    json!({ "metadata": meta, "spec": { "capacity": { "storage": to } } })
+}
+
+/// Removes the pre-resize record of a volume whose filesystem has grown.
+pub fn volume_done_patch(pv_uid: &str) -> Value {
+    json!({ "metadata": { "uid": pv_uid, "annotations": { PRE_RESIZE_CAPACITY: null } } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resize::decide::failure_message;
+
+    fn q(s: &str) -> Quantity {
+        Quantity(s.into())
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn patches() {
+        let now = ts("2026-01-02T03:04:05.678Z");
+        let p = start_patch("u1", Some("10"), &q("2Gi"), now);
+        assert_eq!(
+            p,
+            json!({
+                "metadata": { "uid": "u1", "resourceVersion": "10" },
+                "status": {
+                    "conditions": [{ "type": "Resizing", "status": "True", "lastTransitionTime": "2026-01-02T03:04:05Z" }],
+                    "allocatedResources": { "storage": "2Gi" },
+                    "allocatedResourceStatuses": { "storage": "ControllerResizeInProgress" },
+                }
+            })
+        );
+        let p = grown_patch("u1", None, &q("2Gi"), &q("2Gi"));
+        assert_eq!(p["metadata"], json!({ "uid": "u1" }));
+        assert_eq!(p["status"]["capacity"], json!({ "storage": "2Gi" }));
+        assert!(p["status"]["conditions"].is_null() && p["status"].get("conditions").is_some());
+        assert!(p["status"]
+            .get("allocatedResourceStatuses")
+            .is_some_and(Value::is_null));
+        let p = node_pending_patch("u1", Some("11"), &q("2Gi"), now);
+        assert_eq!(
+            p["status"]["conditions"][0]["type"],
+            "FileSystemResizePending"
+        );
+        assert_eq!(p["status"]["conditions"][0]["message"], FS_PENDING_MESSAGE);
+        assert_eq!(
+            p["status"]["allocatedResourceStatuses"]["storage"],
+            "NodeResizePending"
+        );
+        assert!(p["status"].get("capacity").is_none());
+        let msg = failure_message("pvc-u1");
+        assert_eq!(
+            msg,
+            "resize volume \"pvc-u1\" by resizer \"sts-safe.dev/sim\" failed: rpc error: code = \
+             OutOfRange desc = the simulated backend cannot grow volumes"
+        );
+        let p = failed_patch("u1", None, &q("2Gi"), &msg, now);
+        assert_eq!(
+            p["status"]["conditions"][0]["type"],
+            "ControllerResizeError"
+        );
+        assert_eq!(p["status"]["conditions"][0]["message"], msg.as_str());
+        assert_eq!(
+            p["status"]["allocatedResourceStatuses"]["storage"],
+            "ControllerResizeInfeasible"
+        );
+        let p = finished_patch("u1", Some("12"), &q("2Gi"));
+        assert_eq!(p["status"]["capacity"]["storage"], "2Gi");
+        assert!(p["status"].get("allocatedResources").is_none());
+        let p = rollback_patch("u1", None, &q("1Gi"));
+        assert_eq!(p["status"]["allocatedResources"]["storage"], "1Gi");
+
+        let p = volume_patch("v1", Some("7"), &q("2Gi"), Some(&q("1Gi")));
+        assert_eq!(
+            p,
+            json!({
+                "metadata": { "uid": "v1", "resourceVersion": "7", "annotations": { PRE_RESIZE_CAPACITY: "1Gi" } },
+                "spec": { "capacity": { "storage": "2Gi" } }
+            })
+        );
+        let p = volume_patch("v1", None, &q("2Gi"), None);
+        assert!(p["metadata"]["annotations"][PRE_RESIZE_CAPACITY].is_null());
+        assert!(volume_done_patch("v1")["metadata"]["annotations"][PRE_RESIZE_CAPACITY].is_null());
+    }
+}
