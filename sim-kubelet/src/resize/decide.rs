@@ -24,6 +24,8 @@ pub const CONTROLLER_RESIZE_ERROR: &str = "ControllerResizeError";
 pub const IN_PROGRESS: &str = "ControllerResizeInProgress";
 pub const NODE_PENDING: &str = "NodeResizePending";
 pub const INFEASIBLE: &str = "ControllerResizeInfeasible";
+/// The claim conditions a resize sets (and removes).
+pub const RESIZE_CONDITIONS: [&str; 3] = [RESIZING, FS_RESIZE_PENDING, CONTROLLER_RESIZE_ERROR];
 pub const FS_PENDING_MESSAGE: &str =
     "Waiting for user to (re-)start a pod to finish file system resize of volume on node.";
 
@@ -113,7 +115,7 @@ pub fn worth_a_look(pvc: &PersistentVolumeClaim) -> bool {
     };
     grows
         || allocated_status(pvc).is_some()
-        || [RESIZING, FS_RESIZE_PENDING, CONTROLLER_RESIZE_ERROR]
+        || RESIZE_CONDITIONS
             .iter()
             .any(|t| condition(pvc, t).is_some())
 }

@@ -226,15 +226,18 @@ impl Resizer {
             .volumes
             .get(&ObjectRef::new(&volume))
             .is_some_and(|pv| ours(&pvc, &pv));
-        let stuck = self
-            .state
-            .lock()
-            .expect("resizer state")
-            .stuck
-            .get(&uid)
-            .cloned();
-        if !is_ours || (stuck.is_some() && stuck == pvc.metadata.resource_version) {
+        if !is_ours {
             return;
+        }
+        {
+            // A claim whose step the server dropped is looked at again once it changes.
+            let mut st = self.state.lock().expect("resizer state");
+            if let Some(rv) = st.stuck.get(&uid) {
+                if pvc.metadata.resource_version.as_ref() == Some(rv) {
+                    return;
+                }
+                st.stuck.remove(&uid);
+            }
         }
         self.spawn_once(uid, key.clone());
     }
@@ -390,13 +393,12 @@ impl Resizer {
         task: &mut Task,
     ) -> Result<(), Failure> {
         let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
-        let rv = pvc.metadata.resource_version.as_deref();
         let pv_name = pv.name_any();
         let claim = full_name(pvc);
         match step {
             Step::Nothing | Step::WaitForPod => {}
             Step::Start { to } => {
-                let patch = patch::start_patch(uid, rv, to, Timestamp::now());
+                let patch = patch::start_patch(pvc, to, Timestamp::now());
                 self.write_claim(pvc, &patch, step, task).await?;
                 info!(%claim, volume = %pv_name, to = %to.0, "resizing volume");
                 let msg = format!("External resizer is resizing volume {pv_name}");
@@ -409,7 +411,7 @@ impl Resizer {
                 Expansion::Online => {
                     let pv = self.grow_volume(pv, to, None, task).await?;
                     let capacity = volume_capacity(&pv, to);
-                    let patch = patch::grown_patch(uid, rv, to, &capacity);
+                    let patch = patch::grown_patch(pvc, to, &capacity);
                     self.write_claim(pvc, &patch, step, task).await?;
                     info!(%claim, volume = %pv_name, capacity = %capacity.0, "resized volume online");
                     let spec = EventSpec::normal(
@@ -426,7 +428,7 @@ impl Resizer {
                         .map(|q| Quantity(q.clone()))
                         .or_else(|| decide::capacity(pvc).cloned());
                     self.grow_volume(pv, to, before.as_ref(), task).await?;
-                    let patch = patch::node_pending_patch(uid, rv, to, Timestamp::now());
+                    let patch = patch::node_pending_patch(pvc, to, Timestamp::now());
                     self.write_claim(pvc, &patch, step, task).await?;
                     self.state
                         .lock()
@@ -446,7 +448,7 @@ impl Resizer {
                 }
             },
             Step::FinishOnNode { capacity } => {
-                let patch = patch::finished_patch(uid, rv, capacity);
+                let patch = patch::finished_patch(pvc, capacity);
                 self.write_claim(pvc, &patch, step, task).await?;
                 let mount = {
                     let mut st = self.state.lock().expect("resizer state");
@@ -476,7 +478,7 @@ impl Resizer {
                 }
             }
             Step::Rollback { to } => {
-                let patch = patch::rollback_patch(uid, rv, to);
+                let patch = patch::rollback_patch(pvc, to);
                 self.write_claim(pvc, &patch, step, task).await?;
                 self.state.lock().expect("resizer state").failed.remove(uid);
                 info!(%claim, to = %to.0, "claim asks for no more than it has; resize cleared");
@@ -496,13 +498,7 @@ impl Resizer {
     ) -> Result<(), Failure> {
         let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
         let msg = failure_message(pv_name);
-        let patch = patch::failed_patch(
-            uid,
-            pvc.metadata.resource_version.as_deref(),
-            to,
-            &msg,
-            Timestamp::now(),
-        );
+        let patch = patch::failed_patch(pvc, to, &msg, Timestamp::now());
         let claim = full_name(pvc);
         match self.write_claim(pvc, &patch, step, task).await {
             Ok(()) => {}
