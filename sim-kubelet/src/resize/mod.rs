@@ -356,27 +356,27 @@ impl Resizer {
             };
             let rv = pvc.metadata.resource_version.clone().unwrap_or_default();
             if task.written.as_ref() == Some(&(step.clone(), rv.clone())) {
-                warn!(claim = %full_name(&pvc), ?step, "the server did not take the resize step; \
-                      waiting for the claim to change");
+                let claim = full_name(&pvc);
+                warn!(%claim, ?step, "the server did not take the step; waiting for a change");
                 let mut st = self.state.lock().expect("resizer state");
                 st.stuck.insert(uid.to_string(), rv);
                 return;
             }
+            let claim = full_name(&pvc);
             match self.take(&step, &pvc, &pv, &resize, task).await {
                 Ok(()) => task.failures = 0,
                 Err(Failure::Gone) => return,
-                Err(Failure::Invalid(why)) => {
-                    warn!(claim = %full_name(&pvc), ?step, error = %why, "the server refused the resize step");
+                Err(Failure::Invalid(error)) => {
+                    warn!(%claim, ?step, %error, "the server refused the resize step");
                     return;
                 }
-                Err(Failure::Retry(why)) => {
+                Err(Failure::Retry(error)) => {
                     task.failures += 1;
                     if task.failures >= MAX_FAILURES {
-                        warn!(claim = %full_name(&pvc), ?step, error = %why,
-                              "resize step failed; giving up until the claim changes");
+                        warn!(%claim, ?step, %error, "resize step failed; giving up for now");
                         return;
                     }
-                    debug!(claim = %full_name(&pvc), ?step, error = %why, "resize step failed; retrying");
+                    debug!(%claim, ?step, %error, "resize step failed; retrying");
                     tokio::time::sleep(backoff(task.failures)).await;
                 }
             }
@@ -413,7 +413,8 @@ impl Resizer {
                     let capacity = volume_capacity(&pv, to);
                     let patch = patch::grown_patch(pvc, to, &capacity);
                     self.write_claim(pvc, &patch, step, task).await?;
-                    info!(%claim, volume = %pv_name, capacity = %capacity.0, "resized volume online");
+                    let capacity = &capacity.0;
+                    info!(%claim, volume = %pv_name, %capacity, "resized volume online");
                     let spec = EventSpec::normal(
                         RESIZER,
                         "VolumeResizeSuccessful",
@@ -438,7 +439,7 @@ impl Resizer {
                             uid.to_string(),
                             (ObjectRef::from_obj(pvc), Timestamp::now()),
                         );
-                    info!(%claim, volume = %pv_name, "volume grown; file system resize waits for a pod start");
+                    info!(%claim, volume = %pv_name, "volume grown; file system waits for a pod");
                     let spec = EventSpec::normal(
                         RESIZER,
                         "FileSystemResizeRequired",
@@ -463,11 +464,12 @@ impl Resizer {
                         .patch(&pv_name, &PatchParams::default(), &Patch::Merge(&done))
                         .await
                     {
-                        warn!(volume = %pv_name, error = %e, "removing the pre-resize capacity failed");
+                        warn!(volume = %pv_name, error = %e, "removing pre-resize capacity failed");
                     }
                 }
                 let node = mount.as_ref().map(|m| m.node.clone()).unwrap_or_default();
-                info!(%claim, volume = %pv_name, capacity = %capacity.0, %node, "file system resized on node");
+                let capacity = &capacity.0;
+                info!(%claim, volume = %pv_name, %capacity, %node, "file system resized on node");
                 if let Some(m) = mount {
                     let msg = format!(
                         "MountVolume.NodeExpandVolume succeeded for volume \"{pv_name}\" {node}"

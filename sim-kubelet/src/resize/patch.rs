@@ -213,7 +213,11 @@ mod tests {
                 "status": {
                     "conditions": [
                         { "type": "Unused", "status": "False" },
-                        { "type": "Resizing", "status": "True", "lastTransitionTime": "2026-01-02T03:04:05Z" },
+                        {
+                            "type": "Resizing",
+                            "status": "True",
+                            "lastTransitionTime": "2026-01-02T03:04:05Z",
+                        },
                     ],
                     "allocatedResources": { "storage": "2Gi" },
                     "allocatedResourceStatuses": { "storage": "ControllerResizeInProgress" },
@@ -274,7 +278,11 @@ mod tests {
         assert_eq!(
             p,
             json!({
-                "metadata": { "uid": "v1", "resourceVersion": "7", "annotations": { PRE_RESIZE_CAPACITY: "1Gi" } },
+                "metadata": {
+                    "uid": "v1",
+                    "resourceVersion": "7",
+                    "annotations": { PRE_RESIZE_CAPACITY: "1Gi" },
+                },
                 "spec": { "capacity": { "storage": "2Gi" } }
             })
         );
