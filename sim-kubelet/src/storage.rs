@@ -171,7 +171,7 @@ pub struct Storage {
 
 /// Starts the StorageClass, PersistentVolumeClaim and PersistentVolume watches; `ready`
 /// receives one message per watch once its initial list is done; `resize` hears of every
-/// claim that changed, directly or through its volume.
+/// claim that changed, directly or through its volume, and of every (re)list.
 pub fn start(
     client: Client,
     recorder: Recorder,
@@ -232,16 +232,21 @@ pub fn start(
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 match ev {
-                    Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => {
+                    Ok(watcher::Event::Apply(pvc)) => {
                         prov.maybe_provision(&pvc);
                         changes_tx.send_modify(|n| *n += 1);
                         resize.claim_changed(&pvc.namespace().unwrap_or_default(), &pvc.name_any());
+                    }
+                    Ok(watcher::Event::InitApply(pvc)) => {
+                        prov.maybe_provision(&pvc);
+                        changes_tx.send_modify(|n| *n += 1);
                     }
                     Ok(watcher::Event::InitDone) => {
                         if let Some(r) = ready.take() {
                             let _ = r.send("persistentvolumeclaims").await;
                         }
                         changes_tx.send_modify(|n| *n += 1);
+                        resize.relisted();
                     }
                     Ok(watcher::Event::Delete(pvc)) => {
                         changes_tx.send_modify(|n| *n += 1);
@@ -266,7 +271,7 @@ pub fn start(
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 match ev {
-                    Ok(watcher::Event::Apply(pv) | watcher::Event::InitApply(pv)) => {
+                    Ok(watcher::Event::Apply(pv)) => {
                         if let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
                             if let (Some(ns), Some(name)) = (&r.namespace, &r.name) {
                                 resize.claim_changed(ns, name);
@@ -276,10 +281,16 @@ pub fn start(
                             prov.delete_volume(pv);
                         }
                     }
+                    Ok(watcher::Event::InitApply(pv)) => {
+                        if should_delete(&pv) {
+                            prov.delete_volume(pv);
+                        }
+                    }
                     Ok(watcher::Event::InitDone) => {
                         if let Some(r) = ready.take() {
                             let _ = r.send("persistentvolumes").await;
                         }
+                        resize.relisted();
                     }
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "volume watch failed; retrying"),

@@ -2,19 +2,21 @@
 //! expansion. kube-controller-manager's expand controller finds no expandable plugin for
 //! a hostPath volume, records `ExternalExpanding` on the claim and leaves it to an
 //! external controller: this one. Driven by the claim and volume watches of `storage.rs`
-//! (every change of a claim, or of a volume bound to one, names the claim) and by the pod
-//! workers (a pod on our node starts, i.e. mounts its claims). One task per claim uid at a
-//! time; a trigger while it runs makes it look again when it ends.
+//! (every change of a claim, or of a volume bound to one, names the claim; a relist has
+//! every claim looked at) and by the pod workers (a pod on our node starts, i.e. mounts
+//! its claims). One task per claim uid at a time; a trigger while it runs makes it look
+//! again when it ends.
 
 mod class;
 mod decide;
+mod handle;
 mod patch;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
@@ -34,6 +36,8 @@ use decide::{
     failure_message, has_pre_resize, newer, next_step, ours, volume_capacity, volume_has,
     worth_a_look, Memory, Step, PRE_RESIZE_CAPACITY,
 };
+pub use handle::{channel, ResizeHandle, ResizeQueue};
+use handle::{Mount, Trigger};
 
 /// `source.component` of the resizer's events.
 const RESIZER: &str = "external-resizer sts-safe.dev/sim";
@@ -41,60 +45,6 @@ const RESIZER: &str = "external-resizer sts-safe.dev/sim";
 const MAX_STEPS: u32 = 12;
 /// Failed writes in a row after which a task gives up until the claim changes again.
 const MAX_FAILURES: u32 = 6;
-
-/// A pod on one of our nodes started, mounting its claims, at `at` (its `startTime`).
-#[derive(Clone, Debug)]
-struct Mount {
-    pod: ObjectReference,
-    node: String,
-    at: Timestamp,
-}
-
-enum Trigger {
-    Claim(ObjectRef<PersistentVolumeClaim>),
-    Mounted(Vec<ObjectRef<PersistentVolumeClaim>>, Mount),
-}
-
-/// Tells the resizer about changes; cheap to clone.
-#[derive(Clone)]
-pub struct ResizeHandle(mpsc::UnboundedSender<Trigger>);
-
-/// The resizer's end of the channel, for [`start`].
-pub struct ResizeQueue(mpsc::UnboundedReceiver<Trigger>);
-
-pub fn channel() -> (ResizeHandle, ResizeQueue) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (ResizeHandle(tx), ResizeQueue(rx))
-}
-
-impl ResizeHandle {
-    /// The claim `ns/name` (or the volume bound to it) changed or went away.
-    pub fn claim_changed(&self, ns: &str, name: &str) {
-        let _ = self.0.send(Trigger::Claim(ObjectRef::new(name).within(ns)));
-    }
-
-    /// The simulated kubelet started `pod` on `node` at `at` (its `startTime`): the moment
-    /// it mounts the pod's claims.
-    pub fn pod_started(&self, pod: &Pod, node: &str, at: Timestamp) {
-        let ns = pod.namespace().unwrap_or_default();
-        let claims: Vec<_> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .filter_map(|v| v.persistent_volume_claim.as_ref())
-            .map(|c| ObjectRef::new(&c.claim_name).within(&ns))
-            .collect();
-        if claims.is_empty() {
-            return;
-        }
-        let mount = Mount {
-            pod: object_ref("v1", "Pod", &pod.metadata),
-            node: node.to_string(),
-            at,
-        };
-        let _ = self.0.send(Trigger::Mounted(claims, mount));
-    }
-}
 
 /// The caches the resizer reads.
 pub struct Caches {
@@ -190,6 +140,7 @@ impl Resizer {
         while let Some(trigger) = rx.recv().await {
             match trigger {
                 Trigger::Claim(key) => self.look_at(&key),
+                Trigger::All => self.look_at_all(),
                 Trigger::Mounted(claims, mount) => {
                     for key in claims {
                         {
@@ -240,6 +191,21 @@ impl Resizer {
             }
         }
         self.spawn_once(uid, key.clone());
+    }
+
+    /// Looks at every cached claim, and forgets claims that are gone.
+    fn look_at_all(self: &Arc<Self>) {
+        let claims = self.caches.claims.state();
+        let keys: HashSet<_> = claims.iter().map(|c| ObjectRef::from_obj(&**c)).collect();
+        {
+            let mut st = self.state.lock().expect("resizer state");
+            st.mounts.retain(|k, _| keys.contains(k));
+            st.failed.retain(|_, (k, _)| keys.contains(k));
+            st.pending_since.retain(|_, (k, _)| keys.contains(k));
+        }
+        for key in &keys {
+            self.look_at(key);
+        }
     }
 
     /// Drops what we remember of a claim that no longer exists.
