@@ -33,11 +33,12 @@ use crate::util::api_code;
 pub use class::EXPANSION_ANNOTATION;
 use class::{class_resize, ClassResize, Expansion};
 use decide::{
-    failure_message, has_pre_resize, newer, next_step, ours, volume_capacity, volume_has,
-    worth_a_look, Memory, Step, PRE_RESIZE_CAPACITY,
+    failure_message, failure_to_adopt, newer, next_step, ours, worth_a_look, Memory, Step,
+    PRE_RESIZE_CAPACITY,
 };
 pub use handle::{channel, ResizeHandle, ResizeQueue};
 use handle::{Mount, Trigger};
+use patch::{has_pre_resize, volume_capacity, volume_has};
 
 /// `source.component` of the resizer's events.
 const RESIZER: &str = "external-resizer sts-safe.dev/sim";
@@ -311,12 +312,12 @@ impl Resizer {
             };
             let pv = self.volume(&volume, task);
             let resize = self.class_of(&pvc);
-            let step = next_step(
-                &pvc,
-                pv.as_deref(),
-                resize.expansion,
-                &self.memory(uid, key),
-            );
+            let memory = self.memory(uid, key);
+            if let Some(bytes) = failure_to_adopt(&pvc, &memory) {
+                let mut st = self.state.lock().expect("resizer state");
+                st.failed.insert(uid.to_string(), (key.clone(), bytes));
+            }
+            let step = next_step(&pvc, pv.as_deref(), resize.expansion, &memory);
             let (Some(pv), false) = (pv, matches!(step, Step::Nothing | Step::WaitForPod)) else {
                 return;
             };

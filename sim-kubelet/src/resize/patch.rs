@@ -1,13 +1,17 @@
 //! The writes of each resize step: JSON merge patches of a claim's status (through the
 //! status subresource) and of its volume, each guarded by the object's uid and, where
-//! given, its resourceVersion.
+//! given, its resourceVersion; and what the volume already has.
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use serde_json::{json, Value};
 
+use crate::quantity;
+
+use super::decide::{bytes, pv_capacity};
 use super::decide::{
     CONTROLLER_RESIZE_ERROR, FS_PENDING_MESSAGE, FS_RESIZE_PENDING, INFEASIBLE, IN_PROGRESS,
     NODE_PENDING, PRE_RESIZE_CAPACITY, RESIZE_CONDITIONS, RESIZING,
@@ -157,6 +161,24 @@ pub fn volume_done_patch(pv_uid: &str) -> Value {
     json!({ "metadata": { "uid": pv_uid, "annotations": { PRE_RESIZE_CAPACITY: null } } })
 }
 
+/// Whether the volume records a pre-resize capacity.
+pub fn has_pre_resize(pv: &PersistentVolume) -> bool {
+    pv.annotations().contains_key(PRE_RESIZE_CAPACITY)
+}
+
+/// Whether the volume is at least `to` already.
+pub fn volume_has(pv: &PersistentVolume, to: &Quantity) -> bool {
+    match (bytes(pv_capacity(pv)), quantity::bytes(&to.0)) {
+        (Some(have), Some(want)) => have >= want,
+        _ => false,
+    }
+}
+
+/// The volume's capacity, or `fallback` when it has none.
+pub fn volume_capacity(pv: &PersistentVolume, fallback: &Quantity) -> Quantity {
+    pv_capacity(pv).cloned().unwrap_or_else(|| fallback.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +312,20 @@ mod tests {
         assert!(p["metadata"]["annotations"][PRE_RESIZE_CAPACITY].is_null());
         assert!(p["metadata"].get("resourceVersion").is_none());
         assert!(volume_done_patch("v1")["metadata"]["annotations"][PRE_RESIZE_CAPACITY].is_null());
+    }
+
+    #[test]
+    fn volume_sizes() {
+        let pv = |cap: &str| PersistentVolume {
+            spec: Some(k8s_openapi::api::core::v1::PersistentVolumeSpec {
+                capacity: Some([("storage".to_string(), q(cap))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(volume_has(&pv("2Gi"), &q("2048Mi")));
+        assert!(!volume_has(&pv("2G"), &q("2Gi")));
+        assert_eq!(volume_capacity(&pv("3Gi"), &q("2Gi")), q("3Gi"));
+        assert!(!has_pre_resize(&pv("1Gi")));
     }
 }
