@@ -1,10 +1,14 @@
-//! sim-kubelet: plays kubelet, scheduler and storage provisioner for a local Kubernetes
-//! test control plane that has neither (etcd + kube-apiserver + kube-controller-manager).
+//! sim-kubelet: plays kubelet, scheduler, storage provisioner and CSI external-resizer for
+//! a local Kubernetes test control plane that has neither (etcd + kube-apiserver +
+//! kube-controller-manager).
 
 mod behavior;
+mod classes;
 mod events;
 mod node;
 mod pods;
+mod quantity;
+mod resize;
 mod scheduling;
 mod status;
 mod storage;
@@ -153,13 +157,24 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
         ));
     }
     retry("ensuring storage classes", || {
-        storage::ensure_classes(&client)
+        classes::ensure_classes(&client)
     })
     .await;
 
     let recorder = Recorder::new(client.clone());
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(4);
-    let storage = storage::start(client.clone(), recorder.clone(), ready_tx);
+    let (resize, resize_queue) = resize::channel();
+    let storage = storage::start(client.clone(), recorder.clone(), ready_tx, resize.clone());
+    resize::start(
+        client.clone(),
+        recorder.clone(),
+        resize::Caches {
+            claims: storage.claims.clone(),
+            volumes: storage.volumes,
+            classes: storage.classes,
+        },
+        resize_queue,
+    );
     let timing = Timing {
         ready_delay: args.ready_delay,
         delete_delay: args.delete_delay,
@@ -174,6 +189,7 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
         storage.claim_changes,
     );
     ctx.scheduling = !args.no_scheduler;
+    ctx.resize = Some(resize);
     let ctx = Arc::new(ctx);
     let (pods_ready_tx, pods_ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(pods::run(ctx, pods_ready_tx));

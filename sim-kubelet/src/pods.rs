@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::behavior::pod_behavior;
 use crate::events::{object_ref, EventSpec, ObjectEvents, Recorder, KUBELET, SCHEDULER};
 use crate::node::NODE_IP;
+use crate::resize::ResizeHandle;
 use crate::scheduling::{feasible_nodes, needs_scheduling, volume_blocker, SimNode};
 use crate::status::{build_status, pod_ip, StatusInput};
 use crate::timeline::{Happening, Plan, Stage};
@@ -55,6 +56,8 @@ pub struct PodCtx {
     pub claim_changes: watch::Receiver<u64>,
     /// Whether we bind pending pods; false when a real kube-scheduler does.
     pub scheduling: bool,
+    /// Told when a pod starts (mounts its claims), for the filesystem resize.
+    pub resize: Option<ResizeHandle>,
     next_node: AtomicUsize,
     next_ip: AtomicU32,
 }
@@ -76,6 +79,7 @@ impl PodCtx {
             claims,
             claim_changes,
             scheduling: true,
+            resize: None,
             next_node: AtomicUsize::new(0),
             next_ip: AtomicU32::new(0),
         }
@@ -437,6 +441,7 @@ impl PodWorker {
             crash_interval: timing.crash_interval,
         };
         let ctx = self.ctx.clone();
+        let first_look = self.sim.is_none();
         let sim = self.sim.get_or_insert_with(|| {
             let status = pod.status.as_ref();
             let started = status.and_then(|s| s.start_time.clone());
@@ -465,6 +470,10 @@ impl PodWorker {
                 failures: 0,
             }
         });
+        if let (true, Some(resize)) = (first_look, &ctx.resize) {
+            // The kubelet mounts the pod's volumes now (or did at its start, when we resume).
+            resize.pod_started(pod, node, sim.accepted_at);
+        }
         if !sim.warned {
             sim.warned = true;
             for w in &pb.warnings {

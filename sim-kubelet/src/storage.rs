@@ -24,7 +24,9 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::classes::{claim_class, is_default_class};
 use crate::events::{object_ref, EventSpec, Recorder, PROVISIONER};
+use crate::resize::ResizeHandle;
 use crate::util::{api_code, is_gone_or_conflict};
 
 pub const SIM_PROVISIONER: &str = "sts-safe.dev/sim";
@@ -33,66 +35,7 @@ pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// Set on a claim by the PV binder when it wants a provisioner to create its volume.
 const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
 const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
-pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
-const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
-const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 pub const HOST_PATH_ROOT: &str = "/var/lib/sim-kubelet";
-
-/// The StorageClasses ensured at start-up.
-pub fn builtin_classes() -> Vec<StorageClass> {
-    let class = |name: &str, provisioner: &str, reclaim: &str, default: bool| StorageClass {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            annotations: default.then(|| {
-                [(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())]
-                    .into_iter()
-                    .collect()
-            }),
-            ..Default::default()
-        },
-        provisioner: provisioner.into(),
-        reclaim_policy: Some(reclaim.into()),
-        volume_binding_mode: Some("Immediate".into()),
-        allow_volume_expansion: Some(true),
-        ..Default::default()
-    };
-    vec![
-        class("sim-standard", SIM_PROVISIONER, "Delete", true),
-        class("sim-retain", SIM_PROVISIONER, "Retain", false),
-        class("sim-unprovisioned", NOBODY_PROVISIONER, "Delete", false),
-    ]
-}
-
-/// Creates the built-in StorageClasses that do not exist yet.
-pub async fn ensure_classes(client: &Client) -> anyhow::Result<()> {
-    let api: Api<StorageClass> = Api::all(client.clone());
-    for class in builtin_classes() {
-        let name = class.name_any();
-        match api.create(&PostParams::default(), &class).await {
-            Ok(_) => info!(class = %name, "created storage class"),
-            Err(e) if api_code(&e) == Some(409) => debug!(class = %name, "storage class exists"),
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("creating storage class {name}")))
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_default_class(class: &StorageClass) -> bool {
-    class.annotations().iter().any(|(k, v)| {
-        (k == DEFAULT_CLASS_ANNOTATION || k == BETA_DEFAULT_CLASS_ANNOTATION) && v == "true"
-    })
-}
-
-/// The class a claim asks for, as Kubernetes sees it: the beta annotation, else
-/// `spec.storageClassName`; `None` when the claim names no class at all.
-pub fn claim_class(pvc: &PersistentVolumeClaim) -> Option<String> {
-    pvc.annotations()
-        .get(BETA_CLASS_ANNOTATION)
-        .cloned()
-        .or_else(|| pvc.spec.as_ref()?.storage_class_name.clone())
-}
 
 /// What to provision for a claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,27 +160,32 @@ pub struct Provisioner {
     in_flight: Mutex<HashSet<String>>,
 }
 
-/// Handles the rest of the process uses: the claim cache and a counter bumped on every
-/// claim change.
+/// Handles the rest of the process uses: the caches and a counter bumped on every claim
+/// change.
 pub struct Storage {
     pub claims: Store<PersistentVolumeClaim>,
+    pub volumes: Store<PersistentVolume>,
+    pub classes: Store<StorageClass>,
     pub claim_changes: watch::Receiver<u64>,
 }
 
 /// Starts the StorageClass, PersistentVolumeClaim and PersistentVolume watches; `ready`
-/// receives one message per watch once its initial list is done.
+/// receives one message per watch once its initial list is done; `resize` hears of every
+/// claim that changed, directly or through its volume, and of every (re)list.
 pub fn start(
     client: Client,
     recorder: Recorder,
     ready: tokio::sync::mpsc::Sender<&'static str>,
+    resize: ResizeHandle,
 ) -> Storage {
     let (classes, class_writer) = reflector::store::<StorageClass>();
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
+    let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
     let (changes_tx, claim_changes) = watch::channel(0u64);
     let prov = Arc::new(Provisioner {
         client: client.clone(),
         recorder,
-        classes,
+        classes: classes.clone(),
         claims: claims.clone(),
         in_flight: Mutex::new(HashSet::new()),
     });
@@ -269,10 +217,12 @@ pub fn start(
         });
     }
 
-    // Claims: provision pending ones, and tell the scheduler about every change.
+    // Claims: provision pending ones, and tell the scheduler and the resizer about every
+    // change.
     {
         let prov = prov.clone();
         let ready = ready.clone();
+        let resize = resize.clone();
         let api: Api<PersistentVolumeClaim> = Api::all(client.clone());
         tokio::spawn(async move {
             let mut ready = Some(ready);
@@ -282,7 +232,12 @@ pub fn start(
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 match ev {
-                    Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) => {
+                    Ok(watcher::Event::Apply(pvc)) => {
+                        prov.maybe_provision(&pvc);
+                        changes_tx.send_modify(|n| *n += 1);
+                        resize.claim_changed(&pvc.namespace().unwrap_or_default(), &pvc.name_any());
+                    }
+                    Ok(watcher::Event::InitApply(pvc)) => {
                         prov.maybe_provision(&pvc);
                         changes_tx.send_modify(|n| *n += 1);
                     }
@@ -291,8 +246,12 @@ pub fn start(
                             let _ = r.send("persistentvolumeclaims").await;
                         }
                         changes_tx.send_modify(|n| *n += 1);
+                        resize.relisted();
                     }
-                    Ok(watcher::Event::Delete(_)) => changes_tx.send_modify(|n| *n += 1),
+                    Ok(watcher::Event::Delete(pvc)) => {
+                        changes_tx.send_modify(|n| *n += 1);
+                        resize.claim_changed(&pvc.namespace().unwrap_or_default(), &pvc.name_any());
+                    }
                     Ok(watcher::Event::Init) => {}
                     Err(e) => warn!(error = %e, "claim watch failed; retrying"),
                 }
@@ -300,16 +259,29 @@ pub fn start(
         });
     }
 
-    // Volumes: delete Released ones whose reclaim policy is Delete.
+    // Volumes: delete Released ones whose reclaim policy is Delete; tell the resizer about
+    // the claim a volume is bound to.
     {
         let api: Api<PersistentVolume> = Api::all(client);
         tokio::spawn(async move {
             let mut ready = Some(ready);
-            let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
+            let stream = watcher(api.clone(), watcher::Config::default())
+                .default_backoff()
+                .reflect(volume_writer);
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 match ev {
-                    Ok(watcher::Event::Apply(pv) | watcher::Event::InitApply(pv)) => {
+                    Ok(watcher::Event::Apply(pv)) => {
+                        if let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+                            if let (Some(ns), Some(name)) = (&r.namespace, &r.name) {
+                                resize.claim_changed(ns, name);
+                            }
+                        }
+                        if should_delete(&pv) {
+                            prov.delete_volume(pv);
+                        }
+                    }
+                    Ok(watcher::Event::InitApply(pv)) => {
                         if should_delete(&pv) {
                             prov.delete_volume(pv);
                         }
@@ -318,6 +290,7 @@ pub fn start(
                         if let Some(r) = ready.take() {
                             let _ = r.send("persistentvolumes").await;
                         }
+                        resize.relisted();
                     }
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "volume watch failed; retrying"),
@@ -328,6 +301,8 @@ pub fn start(
 
     Storage {
         claims,
+        volumes,
+        classes,
         claim_changes,
     }
 }
@@ -446,6 +421,7 @@ impl Provisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classes::{builtin_classes, BETA_CLASS_ANNOTATION};
     use k8s_openapi::api::core::v1::{
         PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PersistentVolumeStatus,
         VolumeResourceRequirements,
