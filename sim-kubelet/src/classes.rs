@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tracing::{debug, info};
 
@@ -19,23 +19,41 @@ pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class
 /// The StorageClasses ensured at start-up.
 pub fn builtin_classes() -> Vec<StorageClass> {
     let (sim, nobody) = (SIM_PROVISIONER, NOBODY_PROVISIONER);
-    let default = Some((DEFAULT_CLASS_ANNOTATION, "true"));
-    let expansion = |how| Some((EXPANSION_ANNOTATION, how));
-    // name, provisioner, reclaim policy, allowVolumeExpansion, annotation
+    let default = (DEFAULT_CLASS_ANNOTATION, "true");
+    let expansion = |how| (EXPANSION_ANNOTATION, how);
+    // name, provisioner, reclaim policy, allowVolumeExpansion, annotations (the default
+    // class says "online" so that plans, which read the annotation, can say it too)
     [
-        ("sim-standard", sim, "Delete", true, default),
-        ("sim-retain", sim, "Retain", true, None),
-        ("sim-unprovisioned", nobody, "Delete", true, None),
-        ("sim-offline", sim, "Delete", true, expansion("offline")),
-        ("sim-failing", sim, "Delete", true, expansion("fail")),
-        ("sim-fixed", sim, "Delete", false, None),
+        (
+            "sim-standard",
+            sim,
+            "Delete",
+            true,
+            vec![default, expansion("online")],
+        ),
+        ("sim-retain", sim, "Retain", true, vec![]),
+        ("sim-unprovisioned", nobody, "Delete", true, vec![]),
+        (
+            "sim-offline",
+            sim,
+            "Delete",
+            true,
+            vec![expansion("offline")],
+        ),
+        ("sim-failing", sim, "Delete", true, vec![expansion("fail")]),
+        ("sim-fixed", sim, "Delete", false, vec![]),
     ]
     .into_iter()
     .map(
-        |(name, provisioner, reclaim, expandable, annotation)| StorageClass {
+        |(name, provisioner, reclaim, expandable, annotations)| StorageClass {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                annotations: annotation.map(|(k, v)| BTreeMap::from([(k.into(), v.into())])),
+                annotations: (!annotations.is_empty()).then(|| {
+                    annotations
+                        .into_iter()
+                        .map(|(k, v): (&str, &str)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>()
+                }),
                 ..Default::default()
             },
             provisioner: provisioner.into(),
@@ -48,14 +66,24 @@ pub fn builtin_classes() -> Vec<StorageClass> {
     .collect()
 }
 
-/// Creates the built-in StorageClasses that do not exist yet.
+/// Creates the built-in StorageClasses that do not exist yet; an existing one (from a
+/// cluster state made by an older simulator) gets the annotations it lacks.
 pub async fn ensure_classes(client: &Client) -> anyhow::Result<()> {
     let api: Api<StorageClass> = Api::all(client.clone());
     for class in builtin_classes() {
         let name = class.name_any();
         match api.create(&PostParams::default(), &class).await {
             Ok(_) => info!(class = %name, "created storage class"),
-            Err(e) if api_code(&e) == Some(409) => debug!(class = %name, "storage class exists"),
+            Err(e) if api_code(&e) == Some(409) => {
+                debug!(class = %name, "storage class exists");
+                let patch = serde_json::json!({"metadata": {"annotations": class.annotations()}});
+                if let Err(e) = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    debug!(class = %name, error = %e, "annotating storage class failed");
+                }
+            }
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!("creating storage class {name}")))
             }
@@ -90,7 +118,7 @@ mod tests {
         assert!(is_default_class(get("sim-standard")));
         assert_eq!(classes.iter().filter(|c| is_default_class(c)).count(), 1);
         for (name, expandable, expansion) in [
-            ("sim-standard", true, None),
+            ("sim-standard", true, Some("online")),
             ("sim-offline", true, Some("offline")),
             ("sim-failing", true, Some("fail")),
             ("sim-fixed", false, None),

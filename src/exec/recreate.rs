@@ -199,8 +199,12 @@ pub async fn recreate(
     let before = rec.pods.clone();
     let waited = tracker
         .wait_for(deadline, interrupt, |t| {
-            let Some(s) = t.statefulset() else {
-                return Poll::Done(Err(format!("statefulset \"{name}\" disappeared again")));
+            // The watch may not have delivered the create yet.
+            let Some(s) = t
+                .statefulset()
+                .filter(|s| s.uid().as_deref() == Some(new_uid.as_str()))
+            else {
+                return Poll::Pending(None);
             };
             let pods: Vec<_> = t.pods().into_values().collect();
             match adoption(&s, &pods, None, &before, expected.as_deref()) {

@@ -409,6 +409,28 @@ impl Run {
 
     /// Asserts stderr is exactly one line that starts with `error:` and contains `needle`.
     #[track_caller]
+    /// Exactly one `error:` line, naming `needle` (progress lines may come before it).
+    pub fn expect_error_line(&self, needle: &str) -> &Self {
+        let errors: Vec<_> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "expected one error line, got:\n{}",
+            self.stderr
+        );
+        assert!(
+            errors[0].contains(needle),
+            "{:?} does not contain {needle:?}",
+            errors[0]
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+
     pub fn expect_one_error_line(&self, needle: &str) -> &Self {
         let lines: Vec<_> = self
             .stderr
