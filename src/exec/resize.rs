@@ -181,10 +181,14 @@ async fn grow_one(
 ) -> Result<Grown> {
     let api = ctx.api::<PersistentVolumeClaim>();
     let to = bytes(&c.to);
-    let mut pvc = api
-        .get(&c.name)
-        .await
-        .map_err(|e| ctx.err("get", "persistentvolumeclaims", Some(&c.name), e))?;
+    // The watch's copy saves a GET per claim; a stale one costs a 409 and a re-read.
+    let mut pvc = match tracker.claim(&c.name) {
+        Some(p) => p,
+        None => api
+            .get(&c.name)
+            .await
+            .map_err(|e| ctx.err("get", "persistentvolumeclaims", Some(&c.name), e))?,
+    };
     let uid = pvc.uid().unwrap_or_default();
     // Failure Events already there (an earlier attempt) are not this attempt's.
     let seen: Vec<(String, i32)> = tracker
