@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::exec::resize::{self as engine, ResizeOptions};
 use crate::exec::{access, lease, recreate};
 use crate::plan::owners;
-use crate::plan::recreate::record_name;
+use crate::plan::recreate::{record_name, ResizeRecord};
 use crate::plan::resize::{self, bytes, ResizeInputs};
 use crate::render::{self, Output};
 use crate::ui;
@@ -26,10 +26,11 @@ pub async fn run(ctx: &Ctx, args: &ResizeArgs) -> Result<i32> {
     }
     let name = args.name.clone();
     let g = engine::gather(ctx, &name).await?;
-    let base = g
-        .base()
-        .cloned()
-        .expect("gather returns an object or its copy");
+    let Some(base) = g.base().cloned() else {
+        return Err(Error::stopped(format!(
+            "statefulset \"{name}\" is being deleted and no resize of it is on record: let the delete finish (or create it again), then resize it"
+        )));
+    };
     let record = g.record.as_ref().map(|(_, r)| r);
     let sizes = match record {
         None if args.resume => {
@@ -72,7 +73,11 @@ pub async fn run(ctx: &Ctx, args: &ResizeArgs) -> Result<i32> {
         .as_ref()
         .is_some_and(|s| s.metadata.deletion_timestamp.is_none());
     let resuming = record.is_some();
-    if sts_exists && !resuming {
+    // The object on record not deleted yet: it is about to be, so it must be as healthy
+    // as for a fresh run (an edit since the interruption may have started a rollout).
+    let not_deleted_yet =
+        record.is_none_or(|r| g.live.as_ref().and_then(|l| l.uid()) == r.statefulset.uid());
+    if sts_exists && not_deleted_yet {
         if let Some(why) = resize::health_stop(&base, &g.pods) {
             return Err(Error::stopped(why));
         }
@@ -122,9 +127,19 @@ pub async fn run(ctx: &Ctx, args: &ResizeArgs) -> Result<i32> {
                 .as_ref()
                 .filter(|_| plan.recreate.needed && sts_exists)
             {
+                let rec = ResizeRecord {
+                    statefulset: live.clone(),
+                    sizes: sizes.clone(),
+                    include_orphans,
+                    restart_pods,
+                    pods: Default::default(),
+                };
+                recreate::dry_run_create(ctx, &name, &rec).await?;
                 recreate::dry_run_delete(ctx, live).await?;
             }
-            return Ok(super::server_accepted("every claim patch and the delete"));
+            return Ok(super::server_accepted(
+                "every claim patch, the delete and the create",
+            ));
         }
         DryRun::None => {}
     }
@@ -139,9 +154,22 @@ pub async fn run(ctx: &Ctx, args: &ResizeArgs) -> Result<i32> {
         }
     );
     ui::confirm(ctx, args.mutate.yes, &question)?;
+    // The same command finishes it whatever state it stopped in (--resume needs the
+    // record, which is gone once the object is whole again).
     let next = format!(
-        "re-run `kubectl sts-safe resize-pvcs {name} -n {} --resume` to finish it",
-        ctx.namespace
+        "re-run `kubectl sts-safe resize-pvcs {name} -n {} --size {}{}{}` to finish it",
+        ctx.namespace,
+        sizes
+            .iter()
+            .map(|(t, s)| format!("{t}={s}"))
+            .collect::<Vec<_>>()
+            .join(" --size "),
+        if restart_pods { " --restart-pods" } else { "" },
+        if include_orphans {
+            ""
+        } else {
+            " --no-include-orphans"
+        },
     );
     let opts = ResizeOptions {
         timeout: args.timeout,

@@ -97,6 +97,7 @@ pub const SCALE: &[Need] = &[
 /// create the StatefulSet, its copy in a ConfigMap), the adoption check and the lock.
 pub const RESIZE: &[Need] = &[
     ("get", "apps", "statefulsets"),
+    ("list", "apps", "statefulsets"),
     ("watch", "apps", "statefulsets"),
     ("delete", "apps", "statefulsets"),
     ("create", "apps", "statefulsets"),
@@ -104,8 +105,11 @@ pub const RESIZE: &[Need] = &[
     ("list", "apps", "controllerrevisions"),
     ("list", "", "pods"),
     ("watch", "", "pods"),
+    ("get", "", "persistentvolumeclaims"),
+    ("list", "", "persistentvolumeclaims"),
     ("patch", "", "persistentvolumeclaims"),
     ("watch", "", "persistentvolumeclaims"),
+    ("list", "", "events"),
     ("watch", "", "events"),
     ("list", "", "resourcequotas"),
     ("get", "", "configmaps"),

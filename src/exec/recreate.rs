@@ -30,8 +30,8 @@ use crate::error::{Error, Result};
 use crate::model;
 use crate::plan::patch::generation_guarded;
 use crate::plan::recreate::{
-    adoption, original_partition, record_configmap, record_name, recreated, templates_have,
-    Adoption, ResizeRecord,
+    adoption, original_partition, record_configmap, record_name, recreated, replaced,
+    templates_have, Adoption, ResizeRecord,
 };
 
 /// What the re-create proved.
@@ -41,6 +41,8 @@ pub struct Recreated {
     pub update_revision: Option<String>,
     pub pods_adopted: usize,
     pub revisions_adopted: usize,
+    /// Pods replaced in between (by a drain; on the same revision).
+    pub pods_replaced: usize,
 }
 
 /// Writes the record: creates it, or replaces `existing` under its resourceVersion.
@@ -97,6 +99,38 @@ pub async fn dry_run_delete(ctx: &Ctx, sts: &StatefulSet) -> Result<()> {
         .map_err(|e| ctx.err("delete", "statefulsets", Some(&sts.name_any()), e))
 }
 
+/// `create` of the object to be, with dryRun=All while the old one still exists: any
+/// answer but AlreadyExists (validation, a webhook, a quota) stops the run before the
+/// delete.
+pub async fn dry_run_create(ctx: &Ctx, name: &str, rec: &ResizeRecord) -> Result<()> {
+    let obj = recreated(&rec.statefulset, &rec.sizes);
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match ctx.api::<StatefulSet>().create(&pp, &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(Error::stopped(format!(
+            "the API server would not create statefulset \"{name}\" again with the new claim templates ({}); nothing was deleted",
+            ctx.err("create", "statefulsets", Some(name), e)
+        ))),
+    }
+}
+
+/// Errors a retry can fix: no connection, 5xx, 429, and a 403 from a quota (the deleted
+/// object's slot is released by the quota controller a moment later).
+fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            matches!(s.code, 429 | 500 | 502 | 503 | 504)
+                || (s.code == 403 && s.message.contains("exceeded quota"))
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
 fn orphan_delete(sts: &StatefulSet, dry_run: bool) -> DeleteParams {
     DeleteParams {
         dry_run,
@@ -146,6 +180,9 @@ pub async fn recreate(
         }
         rec.pods = pod_uids(tracker);
         rec.statefulset = live.clone();
+        // The create that undoes the delete must pass validation, admission webhooks and
+        // quotas: asked first (dryRun=All; AlreadyExists means it got past all of them).
+        dry_run_create(ctx, name, &rec).await?;
         record_cm = Some(save_record(ctx, name, &rec, record_cm.as_ref()).await?);
         ctx.may_write()?;
         match api.delete(name, &orphan_delete(&live, false)).await {
@@ -193,7 +230,7 @@ pub async fn recreate(
         )));
     }
     // 4: the new object adopts everything and computes the same revision.
-    let expected = model::current_revision(&rec.statefulset).map(String::from);
+    let expected = model::update_revision(&rec.statefulset).map(String::from);
     let new_uid = new.uid().unwrap_or_default();
     let deadline = Instant::now() + timeout;
     let before = rec.pods.clone();
@@ -208,13 +245,13 @@ pub async fn recreate(
             };
             let pods: Vec<_> = t.pods().into_values().collect();
             match adoption(&s, &pods, None, &before, expected.as_deref()) {
-                Adoption::Done => Poll::Done(Ok((s, pods.len()))),
+                Adoption::Done => Poll::Done(Ok((s, pods))),
                 Adoption::Failed(why) => Poll::Done(Err(why)),
                 Adoption::Waiting(_) => Poll::Pending(None),
             }
         })
         .await;
-    let (now, pods_adopted) = match waited {
+    let (now, pods_now) = match waited {
         Ok(Ok(v)) => v,
         Ok(Err(why)) => {
             return Err(Error::stopped(format!(
@@ -242,7 +279,9 @@ pub async fn recreate(
             });
         }
     };
-    let revisions_adopted = revisions_adopted(ctx, &now, deadline).await?;
+    let pods_adopted = pods_now.len();
+    let pods_replaced = replaced(&pods_now, &before);
+    let revisions_adopted = revisions_adopted(ctx, &now, &old_uid, deadline).await?;
     // 5: the partition back as it was, then the record.
     restore_strategy(ctx, name, &now, &rec.statefulset).await?;
     if let Some(cm) = record_cm.as_ref() {
@@ -253,14 +292,30 @@ pub async fn recreate(
         update_revision: model::update_revision(&now).map(String::from),
         pods_adopted,
         revisions_adopted,
+        pods_replaced,
     })
 }
 
+/// Creates the object again. Not gated by the lock: it undoes this run's own delete, and
+/// a run that took the lock over would create the same object from the same record (the
+/// loser gets AlreadyExists). Retries what a retry can fix (no connection, 5xx, 429, a
+/// quota not yet released by the deleted object) for a minute.
 async fn create(ctx: &Ctx, name: &str, rec: &ResizeRecord) -> Result<StatefulSet> {
     let obj = recreated(&rec.statefulset, &rec.sizes);
-    ctx.may_write()?;
     let api = ctx.api::<StatefulSet>();
-    match api.create(&PostParams::default(), &obj).await {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(200);
+    let answer = loop {
+        match api.create(&PostParams::default(), &obj).await {
+            Err(e) if retryable(&e) && Instant::now() < give_up => {
+                tracing::debug!("creating statefulset {name} failed ({e}); retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => break other,
+        }
+    };
+    match answer {
         Ok(s) => Ok(s),
         Err(kube::Error::Api(s)) if s.code == 409 => api
             .get(name)
@@ -277,24 +332,37 @@ async fn create(ctx: &Ctx, name: &str, rec: &ResizeRecord) -> Result<StatefulSet
     }
 }
 
-/// Every ControllerRevision the object selects is owned by it (the controller adopts
-/// them before the pods, so this is normally true at once).
-async fn revisions_adopted(ctx: &Ctx, sts: &StatefulSet, deadline: Instant) -> Result<usize> {
+/// Every ControllerRevision the old object owned, or that no one owns, is owned by the
+/// new one (the controller adopts them before the pods, so this is normally true at
+/// once); revisions another controller owns (labels shared with another StatefulSet) are
+/// not ours to judge.
+async fn revisions_adopted(
+    ctx: &Ctx,
+    sts: &StatefulSet,
+    old_uid: &str,
+    deadline: Instant,
+) -> Result<usize> {
     let lp = ListParams::default().labels(&selector_string(sts));
     let uid = sts.uid().unwrap_or_default();
     loop {
         let revs: Vec<ControllerRevision> = ctx.list("controllerrevisions", &lp).await?;
+        let owner = |r: &ControllerRevision| {
+            r.owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone())
+        };
+        let ours = revs
+            .iter()
+            .filter(|r| owner(r).as_deref() == Some(uid.as_str()))
+            .count();
         let stray: Vec<String> = revs
             .iter()
-            .filter(|r| {
-                !r.owner_references()
-                    .iter()
-                    .any(|o| o.controller == Some(true) && o.uid == uid)
-            })
+            .filter(|r| owner(r).is_none_or(|o| o == old_uid))
             .map(|r| r.name_any())
             .collect();
         if stray.is_empty() {
-            return Ok(revs.len());
+            return Ok(ours);
         }
         if Instant::now() >= deadline {
             return Err(Error::stopped(format!(
@@ -319,6 +387,16 @@ async fn restore_strategy(
         return Ok(());
     };
     if original_partition(now) == Some(want) {
+        return Ok(());
+    }
+    // Only the partition this run held, on the object as created: a later edit (after
+    // an interrupted run) is someone's decision, left as it is.
+    let held = model::replicas(stored).max(want);
+    if now.metadata.generation != Some(1) || model::partition(now) != held {
+        crate::render::note(format!(
+            "statefulset \"{name}\" was changed after it was created again (partition {}): its update strategy is left as it is (it was {want} before the resize)",
+            model::partition(now)
+        ));
         return Ok(());
     }
     let strategy = serde_json::to_value(stored.spec.update_strategy.as_ref()).unwrap_or_default();

@@ -339,6 +339,29 @@ pub async fn execute(
         None if plan.recreate.needed => Some(save_record(ctx, &name, &rec, None).await?),
         other => other,
     };
+    // With the object gone (an interrupted run), creating it again comes first.
+    let object_gone = g
+        .live
+        .as_ref()
+        .is_none_or(|l| l.metadata.deletion_timestamp.is_some());
+    let mut pending = Some((record_cm.clone(), rec));
+    let mut recreated = None;
+    if object_gone {
+        let (cm, rec) = pending.take().expect("once");
+        let r = recreate_step(
+            ctx,
+            &name,
+            cm,
+            rec,
+            None,
+            &mut tracker,
+            &mut interrupt,
+            &progress,
+            opts,
+        )
+        .await?;
+        recreated = Some(r);
+    }
     let growing = grow_claims(
         ctx,
         &plan,
@@ -359,37 +382,28 @@ pub async fn execute(
             return Err(e);
         }
     };
-    let recreated = if plan.recreate.needed {
+    if plan.recreate.needed && pending.is_some() {
         if interrupt.is_set() {
             return Err(Error::Interrupted(
                 "stopped after the claims grew, before the StatefulSet was re-created".into(),
             ));
         }
         ctx.report_step(plan.to_grow().count() + 1, plan.to_grow().count() + 1);
-        progress.println(format!(
-            "re-creating statefulset \"{name}\" with the new claim templates (propagationPolicy=Orphan)"
-        ));
-        let r = recreate(
+        let (cm, rec) = pending.take().expect("once");
+        let r = recreate_step(
             ctx,
             &name,
-            record_cm,
+            cm,
             rec,
             planned_generation,
             &mut tracker,
             &mut interrupt,
-            opts.timeout,
+            &progress,
+            opts,
         )
         .await?;
-        progress.println(format!(
-            "statefulset \"{name}\" re-created: {} pods and {} controllerrevisions adopted, update revision {}",
-            r.pods_adopted,
-            r.revisions_adopted,
-            r.update_revision.as_deref().unwrap_or("?")
-        ));
-        Some(r)
-    } else {
-        None
-    };
+        recreated = Some(r);
+    }
     // Pods whose claims wait for a restart, top ordinal first.
     let waiting: BTreeSet<&str> = plan
         .claims
@@ -461,7 +475,7 @@ pub async fn execute(
         update_revision: r.update_revision,
         pods_adopted: r.pods_adopted,
         revisions_adopted: r.revisions_adopted,
-        pods_replaced: 0,
+        pods_replaced: r.pods_replaced,
     });
     let seconds = started.elapsed().as_secs_f64();
     let report = ResizeReport::new(
@@ -474,4 +488,40 @@ pub async fn execute(
     );
     render::show(ctx.output, &report)?;
     Ok(0)
+}
+
+/// The re-create (`exec::recreate`), with its progress lines.
+#[allow(clippy::too_many_arguments)]
+async fn recreate_step(
+    ctx: &Ctx,
+    name: &str,
+    record_cm: Option<ConfigMap>,
+    rec: ResizeRecord,
+    planned_generation: Option<i64>,
+    tracker: &mut Tracker,
+    interrupt: &mut Interrupt,
+    progress: &Progress,
+    opts: &ResizeOptions,
+) -> Result<super::recreate::Recreated> {
+    progress.println(format!(
+        "re-creating statefulset \"{name}\" with the new claim templates (propagationPolicy=Orphan)"
+    ));
+    let r = recreate(
+        ctx,
+        name,
+        record_cm,
+        rec,
+        planned_generation,
+        tracker,
+        interrupt,
+        opts.timeout,
+    )
+    .await?;
+    progress.println(format!(
+        "statefulset \"{name}\" re-created: {} pods and {} controllerrevisions adopted, update revision {}",
+        r.pods_adopted,
+        r.revisions_adopted,
+        r.update_revision.as_deref().unwrap_or("?")
+    ));
+    Ok(r)
 }

@@ -42,6 +42,43 @@ pub async fn restart_pods(
         }
         let line = progress.line(pod.clone());
         let deadline = Instant::now() + timeout;
+        // Never more than one pod down: every other pod of the StatefulSet is available
+        // first (a PodDisruptionBudget, if any, is also asked by the eviction).
+        let all_up = tracker
+            .wait_for(deadline, interrupt, |t| {
+                let Some(sts) = t.statefulset() else {
+                    return Poll::Pending(None);
+                };
+                let pods = t.pods();
+                let down: Vec<String> = model::live_range(&sts)
+                    .filter(|o| !pods.get(o).is_some_and(model::is_available))
+                    .map(|o| model::pod_name(&sts.name_any(), o))
+                    .collect();
+                if down.is_empty() {
+                    Poll::Done(())
+                } else {
+                    line.set(format!(
+                        "waiting for {} to be available first",
+                        down.join(", ")
+                    ));
+                    Poll::Pending(None)
+                }
+            })
+            .await;
+        match all_up {
+            Ok(()) => {}
+            Err(WaitEnd::Interrupted) => {
+                return Err(Error::Interrupted(format!(
+                    "stopped before restarting {pod}"
+                )))
+            }
+            Err(WaitEnd::Timeout) => {
+                return Err(Error::Timeout {
+                    what: format!("every other pod to be available before restarting {pod}"),
+                    after: humantime::format_duration(timeout).to_string(),
+                })
+            }
+        }
         let Some(old_uid) = tracker
             .pods()
             .values()

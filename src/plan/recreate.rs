@@ -219,6 +219,17 @@ pub fn recreated(stored: &StatefulSet, sizes: &BTreeMap<String, String>) -> Stat
     }
 }
 
+/// Pods of `before` (name → uid) that run under another uid now.
+pub fn replaced(pods: &[Pod], before: &BTreeMap<String, String>) -> usize {
+    pods.iter()
+        .filter(|p| {
+            before
+                .get(&p.name_any())
+                .is_some_and(|u| p.uid().as_deref() != Some(u.as_str()))
+        })
+        .count()
+}
+
 /// The partition the stored object had (to give back after the check).
 pub fn original_partition(stored: &StatefulSet) -> Option<i32> {
     (model::strategy_type(stored) == "RollingUpdate").then(|| model::partition(stored))
@@ -242,8 +253,10 @@ fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
 }
 
 /// Judges the re-created StatefulSet `new`: it computed the revision the pods run
-/// (`expected`), it owns every pod and ControllerRevision it selects, and no pod of
-/// `before` (name → uid) was replaced.
+/// (`expected`), and it owns every pod and ControllerRevision it selects. A pod of
+/// `before` (name → uid) that was replaced in between (a node drain while no controller
+/// owned it) is fine as long as it runs `expected`; one on another revision means the
+/// new object rolled it, and stops the run.
 pub fn adoption(
     new: &StatefulSet,
     pods: &[Pod],
@@ -256,10 +269,12 @@ pub fn adoption(
     for p in pods {
         let pname = p.name_any();
         if let Some(old) = before.get(&pname) {
-            if p.uid().as_deref() != Some(old.as_str()) {
+            let replaced = p.uid().as_deref() != Some(old.as_str());
+            if replaced && expected.is_some() && model::revision(p) != expected {
                 return Adoption::Failed(format!(
-                    "pod {pname} was replaced during the re-create (uid {old} → {})",
-                    p.uid().unwrap_or_default()
+                    "pod {pname} was replaced during the re-create (uid {old} → {}) and runs revision {}",
+                    p.uid().unwrap_or_default(),
+                    model::revision(p).unwrap_or("?")
                 ));
             }
         }
@@ -268,7 +283,9 @@ pub fn adoption(
         .keys()
         .find(|n| !pods.iter().any(|p| &p.name_any() == *n))
     {
-        return Adoption::Failed(format!("pod {gone} disappeared during the re-create"));
+        return Adoption::Waiting(format!(
+            "pod {gone} is gone: waiting for the controller to create it"
+        ));
     }
     if !model::observed(new) || model::update_revision(new).is_none() {
         return Adoption::Waiting("the controller has not synced the new object yet".into());

@@ -256,28 +256,35 @@ pub fn plan(inp: &ResizeInputs) -> Result<ResizePlan> {
             changed,
         });
     }
+    if let Some(why) = foreign_finalizers(sts) {
+        return Err(Error::stopped(why));
+    }
     let live = model::live_range(sts);
     let mut claims = vec![];
     for (t, to) in inp.sizes {
         for o in live.clone() {
             let claim = model::pvc_name(t, &name, o);
-            let Some(pvc) = inp.pvcs.iter().find(|p| p.name_any() == claim) else {
-                return Err(Error::stopped(format!(
+            let pvc = inp.pvcs.iter().find(|p| p.name_any() == claim);
+            let problem = match pvc {
+                None => Some(format!(
                     "PVC \"{claim}\" of statefulset \"{name}\" (ordinal {o}) does not exist: wait until the pod has its volume, then re-run"
-                )));
-            };
-            if pvc.metadata.deletion_timestamp.is_some() {
-                return Err(Error::stopped(format!(
+                )),
+                Some(p) if p.metadata.deletion_timestamp.is_some() => Some(format!(
                     "PVC \"{claim}\" of statefulset \"{name}\" is being deleted: resize it after the StatefulSet has recreated it"
-                )));
-            }
-            if model::pvc_phase(pvc) != "Bound" {
-                return Err(Error::stopped(format!(
+                )),
+                Some(p) if model::pvc_phase(p) != "Bound" => Some(format!(
                     "PVC \"{claim}\" of statefulset \"{name}\" is {}, not Bound: only a Bound claim can grow; fix it first (kubectl sts-safe doctor {name})",
-                    model::pvc_phase(pvc)
-                )));
+                    model::pvc_phase(p)
+                )),
+                Some(_) => None,
+            };
+            match (problem, pvc) {
+                (None, Some(pvc)) => claims.push(change(inp, pvc, t, to, o, false)?),
+                // The object is gone: creating it again comes first, whatever its claims say.
+                (Some(why), _) if !inp.sts_exists => warnings.push(format!("{why} (left alone)")),
+                (Some(why), _) => return Err(Error::stopped(why)),
+                (None, None) => unreachable!("a missing claim is a problem"),
             }
-            claims.push(change(inp, pvc, t, to, o, false)?);
         }
         let mut orphans: Vec<(i32, &PersistentVolumeClaim)> = inp
             .pvcs
@@ -323,7 +330,7 @@ pub fn plan(inp: &ResizeInputs) -> Result<ResizePlan> {
     }
     // A resumed run also re-creates (or finishes checking) from its record.
     let needed = templates.iter().any(|t| t.changed) || !inp.sts_exists || inp.resuming;
-    let revision = model::current_revision(sts).map(String::from);
+    let revision = model::update_revision(sts).map(String::from);
     let description = if needed {
         format!(
             "the StatefulSet object is deleted with propagationPolicy=Orphan and created again with the new claim templates (its copy is kept in configmap \"{}\" until the end); pods keep running and the new object adopts them; the update revision stays {}",
@@ -433,16 +440,29 @@ fn charged(pvc: &PersistentVolumeClaim) -> f64 {
     requested(pvc).max(allocated)
 }
 
-fn class_of(inp: &ResizeInputs, pvc: &PersistentVolumeClaim) -> Option<String> {
-    model::pvc_storage_class(pvc).or_else(|| {
-        inp.classes?
-            .iter()
-            .find(|c| {
-                c.annotations()
-                    .get("storageclass.kubernetes.io/is-default-class")
-                    .is_some_and(|v| v == "true")
-            })
-            .map(|c| c.name_any())
+/// The claim's class as the API server's resize admission reads it (no default: a claim
+/// without one cannot grow).
+fn class_of(_inp: &ResizeInputs, pvc: &PersistentVolumeClaim) -> Option<String> {
+    model::pvc_storage_class(pvc).filter(|c| !c.is_empty())
+}
+
+/// Finalizers other than the garbage collector's would keep the deleted object (and let
+/// their controller run its delete-time clean-up): refused.
+fn foreign_finalizers(sts: &StatefulSet) -> Option<String> {
+    let foreign: Vec<&str> = sts
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|f| !matches!(*f, "orphan" | "foregroundDeletion"))
+        .collect();
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "statefulset \"{}\" has finalizers {}: its delete would wait for (and run) their controller's clean-up, so it cannot be re-created safely; resize it with the tool that owns those finalizers",
+            sts.name_any(),
+            foreign.join(", ")
+        )
     })
 }
 
@@ -476,10 +496,19 @@ fn check_classes(
     claims: &[ClaimChange],
     warnings: &mut Vec<String>,
 ) -> Result<()> {
-    let growing: BTreeSet<Option<&str>> = claims
+    if let Some(c) = claims
+        .iter()
+        .find(|c| c.action == ClaimAction::Grow && c.storage_class.is_none())
+    {
+        return Err(Error::stopped(format!(
+            "PVC \"{}\" names no StorageClass: the API server lets only claims of a class with allowVolumeExpansion: true grow",
+            c.name
+        )));
+    }
+    let growing: BTreeSet<&str> = claims
         .iter()
         .filter(|c| c.action == ClaimAction::Grow)
-        .map(|c| c.storage_class.as_deref())
+        .filter_map(|c| c.storage_class.as_deref())
         .collect();
     let Some(classes) = inp.classes else {
         if !growing.is_empty() {
@@ -487,12 +516,7 @@ fn check_classes(
         }
         return Ok(());
     };
-    for class in growing {
-        let Some(c) = class else {
-            return Err(Error::stopped(
-                "a claim to grow names no StorageClass and the cluster has no default one: only claims of a class with allowVolumeExpansion can grow",
-            ));
-        };
+    for c in growing {
         match classes.iter().find(|x| x.name_any() == c) {
             None => {
                 return Err(Error::stopped(format!(
@@ -561,7 +585,23 @@ fn check_quotas(inp: &ResizeInputs, claims: &[ClaimChange]) -> Result<()> {
 /// Not asked when the StatefulSet object is gone (a resumed run must re-create it).
 pub fn health_stop(sts: &StatefulSet, pods: &[Pod]) -> Option<String> {
     let name = sts.name_any();
-    if model::rollout_pending(sts) {
+    // OnDelete never moves currentRevision on (kubernetes 73492): there, a rollout is
+    // pending while a pod runs another revision than the update revision.
+    if model::strategy_type(sts) == "OnDelete" {
+        let update = model::update_revision(sts);
+        let behind: Vec<String> = pods
+            .iter()
+            .filter(|p| model::revision(p) != update)
+            .map(|p| p.name_any())
+            .collect();
+        if !behind.is_empty() {
+            return Some(format!(
+                "statefulset \"{name}\" has a rollout pending: {} still run another revision than {} (OnDelete: delete them one at a time to update them) before resizing its volumes",
+                behind.join(", "),
+                update.unwrap_or("?")
+            ));
+        }
+    } else if model::rollout_pending(sts) {
         return Some(format!(
             "statefulset \"{name}\" has a rollout pending ({} → {}): finish it (kubectl sts-safe canary {name} --resume) or roll it back before resizing its volumes",
             model::current_revision(sts).unwrap_or("?"),

@@ -487,7 +487,7 @@ fn adoption_needs_the_same_revision_every_pod_owned_and_none_replaced() {
         pod_owned("redis-1", "p9", Some("new")),
     ];
     assert!(
-        matches!(adoption(&new, &replaced, None, &before, None), Adoption::Failed(m) if m.contains("redis-1 was replaced"))
+        matches!(adoption(&new, &replaced, None, &before, Some("redis-aaa")), Adoption::Failed(m) if m.contains("redis-1 was replaced"))
     );
     assert!(matches!(
         adoption(&new, &owned, None, &before, Some("redis-zzz")),
@@ -531,4 +531,69 @@ fn the_record_round_trips_through_its_configmap() {
     assert!(read_record(&broken)
         .unwrap_err()
         .contains("does not hold a resize record"));
+}
+
+#[test]
+fn foreign_finalizers_and_claims_without_a_class_refuse() {
+    let mut w = world();
+    w.sts.metadata.finalizers = Some(vec!["orphan".into(), "backup.example.com/protect".into()]);
+    let (code, msg) = stop_message(plan_of(&w, "20Gi", true));
+    assert_eq!(code, exit::STOPPED);
+    assert!(
+        msg.contains("has finalizers backup.example.com/protect"),
+        "{msg}"
+    );
+    let mut w = world();
+    w.pvcs[0].spec.as_mut().unwrap().storage_class_name = None;
+    let (code, msg) = stop_message(plan_of(&w, "20Gi", true));
+    assert_eq!(code, exit::STOPPED);
+    assert!(
+        msg.contains("PVC \"redis-data-redis-0\" names no StorageClass"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn with_the_object_gone_claim_problems_do_not_block_creating_it_again() {
+    let mut w = world();
+    w.pvcs[0].status.as_mut().unwrap().phase = Some("Lost".into());
+    let sizes = sizes("20Gi");
+    let p = plan(&ResizeInputs {
+        sts: &w.sts,
+        pods: &w.pods,
+        pvcs: &w.pvcs,
+        classes: Some(&w.classes),
+        quotas: &[],
+        sizes: &sizes,
+        include_orphans: true,
+        restart_pods: false,
+        namespace: "production",
+        resuming: true,
+        sts_exists: false,
+        record: "r",
+    })
+    .unwrap();
+    assert!(p.recreate.needed);
+    assert!(p
+        .warnings
+        .iter()
+        .any(|x| x.contains("redis-data-redis-0") && x.contains("left alone")));
+    assert!(p.claims.iter().all(|c| c.name != "redis-data-redis-0"));
+}
+
+#[test]
+fn ondelete_judges_a_pending_rollout_by_the_pods() {
+    let w = world();
+    let mut od = w.sts.clone();
+    od.spec.update_strategy =
+        serde_json::from_value(serde_json::json!({"type": "OnDelete"})).unwrap();
+    // currentRevision stays behind under OnDelete: not a rollout while the pods are updated.
+    od.status.as_mut().unwrap().current_revision = Some("redis-old".into());
+    assert_eq!(health_stop(&od, &w.pods), None);
+    od.status.as_mut().unwrap().update_revision = Some("redis-new".into());
+    let msg = health_stop(&od, &w.pods).unwrap();
+    assert!(
+        msg.contains("redis-0, redis-1 still run another revision than redis-new"),
+        "{msg}"
+    );
 }

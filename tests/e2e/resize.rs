@@ -563,3 +563,75 @@ async fn dry_runs_show_the_plan_and_change_nothing() {
         == "10Gi"));
     let _: Api<StatefulSet> = ns.api();
 }
+
+/// OnDelete (vault-helm, some databases): the controller never moves currentRevision on
+/// (kubernetes 73492), so "no rollout pending" is judged by the pods, and the re-created
+/// object must compute the update revision the pods run.
+#[tokio::test]
+async fn an_ondelete_statefulset_whose_pods_were_updated_by_hand_is_resized() {
+    let ns = TestNs::new("resize-ondelete").await;
+    let yaml = crate::support::SEED_REDIS
+        .replace(
+            "replicas: 3",
+            "replicas: 2\n  updateStrategy: {type: OnDelete}",
+        )
+        .replace(
+            "storageClassName: gp3-encrypted",
+            "storageClassName: sim-standard",
+        );
+    ns.apply(&yaml).await;
+    ns.wait_ready("redis", Duration::from_secs(60)).await;
+    ns.patch_sts(
+        "redis",
+        serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "redis", "image": "redis:7.4-alpine"}]}}}}),
+    )
+    .await;
+    // The pods still run the old revision: that is a rollout pending.
+    let update = ns
+        .eventually(
+            Duration::from_secs(30),
+            "the new update revision",
+            || async {
+                let s = ns.sts("redis").await;
+                model::rollout_pending(&s).then(|| model::update_revision(&s).unwrap().to_string())
+            },
+        )
+        .await;
+    let r = ns
+        .plugin(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"])
+        .await;
+    r.expect_code(3);
+    r.expect_one_error_line("has a rollout pending");
+    // Updated by hand, as OnDelete asks.
+    ns.kubectl(&["delete", "pod", "redis-0", "redis-1"])
+        .expect_code(0);
+    ns.eventually(
+        Duration::from_secs(60),
+        "pods on the update revision",
+        || async {
+            let pods = ns.pods().await;
+            (pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| model::revision(p) == Some(update.as_str()) && model::is_ready(p)))
+            .then_some(())
+        },
+    )
+    .await;
+    let uids = pod_uids(&ns).await;
+    let r = ns
+        .plugin(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"])
+        .await;
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains(&format!("update revision {update} unchanged")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(pod_uids(&ns).await, uids, "no pod replaced");
+    let sts = ns.sts("redis").await;
+    assert_eq!(model::strategy_type(&sts), "OnDelete");
+    assert_eq!(template_sizes(&sts)["redis-data"], "20Gi");
+}
