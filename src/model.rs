@@ -397,16 +397,19 @@ pub fn pvc_capacity(pvc: &PersistentVolumeClaim) -> Option<String> {
         .and_then(|s| s.capacity.as_ref())
         .and_then(|c| c.get("storage"))
         .map(|q| q.0.clone());
-    from_status.or_else(|| {
-        pvc.spec
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("storage")
-            .map(|q| q.0.clone())
-    })
+    from_status.or_else(|| pvc_request(pvc))
+}
+
+/// The claim's `spec.resources.requests.storage`.
+pub fn pvc_request(pvc: &PersistentVolumeClaim) -> Option<String> {
+    pvc.spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.clone())
 }
 
 pub fn pvc_storage_class(pvc: &PersistentVolumeClaim) -> Option<String> {

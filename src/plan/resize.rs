@@ -421,12 +421,7 @@ fn change(
 
 /// The claim's `spec.resources.requests.storage` in bytes.
 pub fn requested(pvc: &PersistentVolumeClaim) -> f64 {
-    pvc.spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .map_or(0.0, |q| bytes(&q.0))
+    model::pvc_request(pvc).map_or(0.0, |q| bytes(&q))
 }
 
 /// What quota counts for a claim: the larger of requested and allocated (1.34+).

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use sts_safe::model;
+use sts_safe::plan::resize::template_size;
 
 use crate::support::{audit_is_write, plugin_audit_events, pod_deletes, Recorder, TestNs};
 
@@ -24,25 +25,9 @@ async fn capacities(ns: &TestNs) -> BTreeMap<String, String> {
 }
 
 fn template_sizes(sts: &StatefulSet) -> BTreeMap<String, String> {
-    sts.spec
-        .volume_claim_templates
-        .iter()
-        .flatten()
-        .map(|t| {
-            let size = t
-                .spec
-                .as_ref()
-                .unwrap()
-                .resources
-                .as_ref()
-                .unwrap()
-                .requests
-                .as_ref()
-                .unwrap()["storage"]
-                .0
-                .clone();
-            (t.name_any(), size)
-        })
+    model::claim_templates(sts)
+        .into_iter()
+        .filter_map(|t| Some((t.clone(), template_size(sts, &t)?)))
         .collect()
 }
 
@@ -269,22 +254,7 @@ async fn a_failing_expansion_stops_at_the_first_claim_with_the_resizers_message(
         .pvcs()
         .await
         .iter()
-        .map(|p| {
-            (
-                p.name_any(),
-                p.spec
-                    .as_ref()
-                    .unwrap()
-                    .resources
-                    .as_ref()
-                    .unwrap()
-                    .requests
-                    .as_ref()
-                    .unwrap()["storage"]
-                    .0
-                    .clone(),
-            )
-        })
+        .map(|p| (p.name_any(), model::pvc_request(p).unwrap()))
         .collect();
     assert_eq!(requests["redis-data-redis-2"], "20Gi");
     assert_eq!(
@@ -549,19 +519,9 @@ async fn dry_runs_show_the_plan_and_change_nothing() {
     );
     assert!(capacities(&ns).await.values().all(|c| c == "10Gi"));
     let pvcs: Vec<PersistentVolumeClaim> = ns.pvcs().await;
-    assert!(pvcs.iter().all(|p| p
-        .spec
-        .as_ref()
-        .unwrap()
-        .resources
-        .as_ref()
-        .unwrap()
-        .requests
-        .as_ref()
-        .unwrap()["storage"]
-        .0
-        == "10Gi"));
-    let _: Api<StatefulSet> = ns.api();
+    assert!(pvcs
+        .iter()
+        .all(|p| model::pvc_request(p).as_deref() == Some("10Gi")));
 }
 
 /// OnDelete (vault-helm, some databases): the controller never moves currentRevision on

@@ -545,6 +545,11 @@ async fn bad_input_table() {
         case(&["prune-pvcs", "redis", "--yes"], Via::Limited(&[("list", "persistentvolumeclaims")]), E, &["cannot list persistentvolumeclaims"]),
         case(&["prune-pvcs", "redis", "--yes"], Via::Limited(&[("delete", "persistentvolumeclaims")]), E, &["cannot delete persistentvolumeclaims"]),
         case(&["prune-pvcs", "redis", "--yes"], Via::Limited(&[("patch", "persistentvolumeclaims")]), E, &["cannot patch persistentvolumeclaims"]),
+        case(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"], Via::Limited(&[("delete", "statefulsets")]), E, &["cannot delete statefulsets"]),
+        case(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"], Via::Limited(&[("create", "statefulsets")]), E, &["cannot create statefulsets"]),
+        case(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"], Via::Limited(&[("create", "configmaps")]), E, &["cannot create configmaps"]),
+        case(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"], Via::Limited(&[("patch", "persistentvolumeclaims")]), E, &["cannot patch persistentvolumeclaims"]),
+        case(&["resize-pvcs", "redis", "--size", "20Gi", "--restart-pods", "--yes"], Via::Limited(&[("create", "pods/eviction")]), E, &["cannot create pods/eviction"]),
         case(&["doctor"], Via::Limited(&[("list", "statefulsets")]), E, &["cannot list statefulsets"]),
         // gates, safety checks, refusals (3)
         on(case(&["canary", "ondel", "--image", img, "--yes"], Via::Admin, S, &["uses updateStrategy OnDelete"]), "ondel"),

@@ -183,7 +183,15 @@ async fn kill_9_at_random_points_of_a_resize_then_a_rerun_completes() {
         if finished {
             expect_code(&out, 0, &what);
         }
-        let rerun = plugin_after_lock(&ns, ADMIN, &args).await;
+        // Half the re-runs wait for the killed run's lock to run out; the other half are
+        // an operator who knows that run is dead and breaks its lock.
+        let rerun = if i % 2 == 0 {
+            plugin_after_lock(&ns, ADMIN, &args).await
+        } else {
+            let mut breaking = args.to_vec();
+            breaking.push("--break-lock");
+            plugin(&ns, ADMIN, &breaking).await
+        };
         expect_code(&rerun, 0, &format!("{what}: the re-run"));
         expect_resized(&ns, &size, &pods, &what).await;
         // A re-run that finds nothing to do leaves a killed run's lock to run out.
