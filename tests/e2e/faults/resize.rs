@@ -72,6 +72,16 @@ pub(super) async fn expect_resized(
     }
 }
 
+/// Waits until claim `name` asks for `size` (the run is growing the claims).
+pub(super) async fn wait_requested(ns: &TestNs, name: &str, size: &str) {
+    let api = ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>();
+    ns.eventually(WAIT, &format!("{name} to request {size}"), || async {
+        let p = api.get(name).await.ok()?;
+        (model::pvc_request(&p).as_deref() == Some(size)).then_some(())
+    })
+    .await;
+}
+
 /// Where a kill landed, judged from the StatefulSet, its claims and the record after it.
 async fn kill_point(ns: &TestNs, finished: bool, size: &str) -> String {
     if finished {
@@ -228,16 +238,7 @@ async fn a_spec_edit_while_the_claims_grow_stops_before_the_delete_and_nothing_i
     let args = ["resize-pvcs", "redis", "--size", "20Gi", "--yes"];
     let child = plugin_cmd(&ns, ADMIN, &args).spawn().unwrap();
     // Once the first claim asks for 20Gi, someone else edits the spec.
-    ns.eventually(WAIT, "the first claim requested", || async {
-        let p = ns
-            .api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
-            .get("redis-data-redis-2")
-            .await
-            .ok()?;
-        let req = p.spec?.resources?.requests?.get("storage")?.0.clone();
-        (req == "20Gi").then_some(())
-    })
-    .await;
+    wait_requested(&ns, "redis-data-redis-2", "20Gi").await;
     ns.patch_sts(
         "redis",
         serde_json::json!({"spec": {"revisionHistoryLimit": 7}}),

@@ -424,15 +424,7 @@ async fn apiserver_restart_mid_resize_completes_or_names_the_resume() {
     let pods = super::resize::pod_uids(&ns).await;
     let args = ["resize-pvcs", "redis", "--size", "20Gi", "--yes"];
     let child = plugin_cmd(&ns, ADMIN, &args).spawn().unwrap();
-    ns.eventually(WAIT, "the first claim requested", || async {
-        let p = ns
-            .api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
-            .get("redis-data-redis-2")
-            .await
-            .ok()?;
-        (p.spec?.resources?.requests?.get("storage")?.0 == "20Gi").then_some(())
-    })
-    .await;
+    super::resize::wait_requested(&ns, "redis-data-redis-2", "20Gi").await;
     restart_apiserver().await;
     let out = finish(child, &args).await;
     if out.code != 0 {
