@@ -124,6 +124,11 @@ pub enum Command {
         after_help = "Examples:\n  kubectl sts-safe resize-pvcs redis --size 20Gi --dry-run\n  kubectl sts-safe resize-pvcs redis --size data=20Gi --yes\n  kubectl sts-safe resize-pvcs db --size data=100Gi --size wal=20Gi --restart-pods\n  kubectl sts-safe resize-pvcs redis --resume\n\nEach claim is grown in place, top ordinal first, waiting until its capacity is reached. The\nStatefulSet is then deleted with propagationPolicy=Orphan (pods keep running) and created again\nwith the new templates, from a copy kept in the configmap sts-safe-resize-<name> until the end:\nan interrupted run is finished by --resume or a plain re-run.\nExit codes: 0 done (or nothing to resize), 2 bad size or template, 3 a safety check or a failed\nexpansion stopped it, 130 interrupted."
     )]
     ResizePvcs(ResizeArgs),
+    /// Bring back StatefulSet pods stranded on a lost node, with evidence and fencing, without split brain
+    #[command(
+        after_help = "Examples:\n  kubectl sts-safe recover redis --dry-run\n  kubectl sts-safe recover redis --fence-cmd 'ipmitool -H \"$NODE_NAME-bmc\" chassis power off'\n  kubectl sts-safe recover redis redis-1 --min-down 5m\n  kubectl sts-safe recover --untaint worker-3        # once the node is back\n\nA pod is stranded when its node is not Ready (or its Lease stopped) and the pod is Terminating past\nits grace period or still Running there. The node must have been silent for --min-down. Before any\nwrite the node must be confirmed off: --fence-cmd exiting 0 (run with NODE_NAME set), or, on a\nterminal, typing the node's name; --yes alone is never enough. Methods: out-of-service (1.26+,\nwhat auto picks there) taints the node node.kubernetes.io/out-of-service=nodeshutdown:NoExecute,\nnode-wide; force-delete deletes the pod with grace period 0 and waits for the attach/detach\ncontroller's force detach (6m), or deletes the VolumeAttachments by hand with --delete-attachments.\nExit codes: 0 recovered (or nothing stranded), 2 bad flags, 3 refused or stopped for safety with\nnothing written (or a replacement that failed), 130 interrupted (re-run to resume)."
+    )]
+    Recover(RecoverArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  source <(kubectl sts-safe completion bash)    # completes the kubectl-sts_safe command\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"\n\nThe scripts complete the plugin's own executable name (kubectl-sts_safe); completion after\n`kubectl sts-safe` depends on kubectl's plugin-completion support."
@@ -297,6 +302,43 @@ pub struct ResizeArgs {
     pub owner: OwnerArgs,
     #[command(flatten)]
     pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// StatefulSet name
+    #[arg(value_parser = parse_name, required_unless_present = "untaint")]
+    pub name: Option<String>,
+    /// Pods to recover (default: every stranded pod of the StatefulSet)
+    #[arg(value_name = "POD", value_parser = parse_name)]
+    pub pods: Vec<String>,
+    /// Command run locally (sh -c) once per lost node, with NODE_NAME set; exit 0 confirms the node is powered off or fenced
+    #[arg(long, value_name = "CMD")]
+    pub fence_cmd: Option<String>,
+    /// How long the node must have been silent (no heartbeat, no Lease renewal)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "2m")]
+    pub min_down: Duration,
+    /// out-of-service (Kubernetes 1.26+), force-delete, or auto (out-of-service where the server has it)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub method: RecoverMethod,
+    /// force-delete: delete the lost node's VolumeAttachments by hand instead of waiting for the controller's force detach (only the attach/detach controller should: a wrong detach can corrupt data)
+    #[arg(long)]
+    pub delete_attachments: bool,
+    /// Remove the out-of-service taint from NODE once it is back and Ready
+    #[arg(long, value_name = "NODE", value_parser = parse_name, conflicts_with_all = ["name", "fence_cmd", "delete_attachments"])]
+    pub untaint: Option<String>,
+    /// How long each pod may take to come back
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub mutate: MutateArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecoverMethod {
+    Auto,
+    OutOfService,
+    ForceDelete,
 }
 
 impl ResizeArgs {

@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+pub mod node;
+
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 pub fn name(obj: &impl kube::ResourceExt) -> String {

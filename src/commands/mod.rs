@@ -5,6 +5,7 @@ pub mod canary;
 pub mod completion;
 pub mod doctor;
 pub mod prune;
+pub mod recover;
 pub mod resize;
 pub mod rollback;
 pub mod scale;
@@ -31,8 +32,15 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<i32> {
         Command::Scale(a) => scale::run(ctx, a).await,
         Command::PrunePvcs(a) => prune::run(ctx, a).await,
         Command::ResizePvcs(a) => resize::run(ctx, a).await,
+        Command::Recover(a) => recover::run(ctx, a).await,
         Command::Completion(_) => unreachable!("completion runs without a cluster"),
     }
+}
+
+/// Says what a `--dry-run=server` proved when no write could be sent; the exit code.
+fn server_accepted_note(what: &str) -> i32 {
+    crate::render::note(format!("server dry run: {what} (nothing was written)"));
+    crate::error::exit::OK
 }
 
 /// Says that a `--dry-run=server` write was accepted; the exit code.

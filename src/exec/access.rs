@@ -23,7 +23,9 @@ pub async fn require(ctx: &Ctx, needs: &[Need]) -> Result<()> {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
-                    namespace: Some(ctx.namespace.clone()),
+                    // Cluster-scoped resources are asked without a namespace, so a
+                    // namespaced RoleBinding cannot seem to grant them.
+                    namespace: (!CLUSTER_SCOPED.contains(&resource)).then(|| ctx.namespace.clone()),
                     verb: Some(verb.to_string()),
                     group: Some(group.to_string()),
                     resource: Some(resource.to_string()),
@@ -53,6 +55,9 @@ pub async fn require(ctx: &Ctx, needs: &[Need]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Resources without a namespace among those the commands use.
+const CLUSTER_SCOPED: &[&str] = &["nodes", "volumeattachments"];
 
 pub const CANARY: &[Need] = &[
     ("get", "apps", "statefulsets"),
@@ -124,3 +129,29 @@ pub const RESIZE: &[Need] = &[
 
 /// resize-pvcs --restart-pods, besides [`RESIZE`].
 pub const EVICT: &[Need] = &[("create", "", "pods/eviction")];
+
+/// recover: the evidence (nodes, VolumeAttachments), the pods' delete and watch, the
+/// Events it records and the lock. Node Leases and the pods of other namespaces on a
+/// lost node are read when allowed (the plan says when they could not be).
+pub const RECOVER: &[Need] = &[
+    ("get", "apps", "statefulsets"),
+    ("watch", "apps", "statefulsets"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+    ("delete", "", "pods"),
+    ("list", "", "persistentvolumeclaims"),
+    ("get", "", "nodes"),
+    ("list", "storage.k8s.io", "volumeattachments"),
+    ("watch", "storage.k8s.io", "volumeattachments"),
+    ("create", "", "events"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+    ("delete", "coordination.k8s.io", "leases"),
+];
+
+/// recover with the out-of-service taint, besides [`RECOVER`].
+pub const TAINT: &[Need] = &[("patch", "", "nodes")];
+
+/// recover --delete-attachments, besides [`RECOVER`].
+pub const DETACH: &[Need] = &[("delete", "storage.k8s.io", "volumeattachments")];

@@ -8,6 +8,7 @@ pub mod interrupt;
 pub mod lease;
 pub mod prune;
 pub mod read;
+pub mod recover;
 pub mod recreate;
 pub mod resize;
 pub mod restart;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
@@ -26,6 +27,8 @@ pub struct Tracker {
     pods: Store<Pod>,
     /// With [`Tracker::start_with_claims`]: the namespace's claims and their Events.
     claims: Option<(Store<PersistentVolumeClaim>, Store<Event>)>,
+    /// With [`Tracker::start_with_attachments`]: every VolumeAttachment (cluster-wide).
+    attachments: Option<Store<VolumeAttachment>>,
     changes: watch::Receiver<u64>,
     last_error: Arc<Mutex<Option<String>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -60,16 +63,26 @@ where
 impl Tracker {
     /// Starts watching `sts` and its pods; returns once both initial lists arrived.
     pub async fn start(ctx: &Ctx, sts: &StatefulSet) -> Result<Tracker> {
-        Tracker::begin(ctx, sts, false).await
+        Tracker::begin(ctx, sts, false, false).await
     }
 
     /// Like [`Tracker::start`], and also the namespace's PersistentVolumeClaims and the
     /// Events about claims (resize-pvcs).
     pub async fn start_with_claims(ctx: &Ctx, sts: &StatefulSet) -> Result<Tracker> {
-        Tracker::begin(ctx, sts, true).await
+        Tracker::begin(ctx, sts, true, false).await
     }
 
-    async fn begin(ctx: &Ctx, sts: &StatefulSet, with_claims: bool) -> Result<Tracker> {
+    /// Like [`Tracker::start`], and also every VolumeAttachment (recover).
+    pub async fn start_with_attachments(ctx: &Ctx, sts: &StatefulSet) -> Result<Tracker> {
+        Tracker::begin(ctx, sts, false, true).await
+    }
+
+    async fn begin(
+        ctx: &Ctx,
+        sts: &StatefulSet,
+        with_claims: bool,
+        with_attachments: bool,
+    ) -> Result<Tracker> {
         let name = sts.name_any();
         let cfg = watcher::Config::default().timeout(ctx.watch_timeout_secs());
         let cfg_all = cfg.clone();
@@ -110,7 +123,9 @@ impl Tracker {
                 event_writer,
                 watcher(
                     ctx.api::<Event>(),
-                    cfg_all.fields("involvedObject.kind=PersistentVolumeClaim"),
+                    cfg_all
+                        .clone()
+                        .fields("involvedObject.kind=PersistentVolumeClaim"),
                 )
                 .default_backoff(),
             );
@@ -118,11 +133,25 @@ impl Tracker {
             tasks.push(drive(event_stream, tx.clone(), last_error.clone()));
             (claim_store, event_store)
         });
+        let attachments = with_attachments.then(|| {
+            let (store, writer) = reflector::store();
+            let stream = reflector::reflector(
+                writer,
+                watcher(
+                    kube::Api::<VolumeAttachment>::all(ctx.client.clone()),
+                    cfg_all.clone(),
+                )
+                .default_backoff(),
+            );
+            tasks.push(drive(stream, tx.clone(), last_error.clone()));
+            store
+        });
         let tracker = Tracker {
             name,
             sts: sts_store,
             pods: pod_store,
             claims,
+            attachments,
             changes: rx,
             last_error,
             tasks,
@@ -133,6 +162,9 @@ impl Tracker {
             if let Some((c, e)) = &tracker.claims {
                 let _ = c.wait_until_ready().await;
                 let _ = e.wait_until_ready().await;
+            }
+            if let Some(a) = &tracker.attachments {
+                let _ = a.wait_until_ready().await;
             }
         };
         if tokio::time::timeout(Duration::from_secs(30), ready)
@@ -183,6 +215,14 @@ impl Tracker {
             .filter(|e| e.involved_object.uid.as_deref() == Some(uid))
             .map(|e| (*e).clone())
             .collect()
+    }
+
+    /// Every VolumeAttachment (with [`Tracker::start_with_attachments`]).
+    pub fn attachments(&self) -> Vec<VolumeAttachment> {
+        self.attachments
+            .as_ref()
+            .map(|a| a.state().into_iter().map(|v| (*v).clone()).collect())
+            .unwrap_or_default()
     }
 
     pub fn watch_error(&self) -> Option<String> {

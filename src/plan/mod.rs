@@ -12,6 +12,7 @@ pub mod orphan;
 pub mod owners;
 pub mod patch;
 pub mod prune;
+pub mod recover;
 pub mod recreate;
 pub mod resize;
 pub mod rollback;

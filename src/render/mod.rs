@@ -6,7 +6,8 @@
 //! `StatusReport` (plan::status), `DoctorReport` (plan::doctor), `CanaryPlan` and
 //! `RollbackPlan` (plan::canary, plan::rollback), `CanaryReport` (exec::canary),
 //! `ScalePlan` and `ScaleReport` (plan::scale), `PrunePlan` and `PruneReport`
-//! (plan::prune), `ResizePlan` and `ResizeReport` (plan::resize). Text renderers live in this module's files, one per command.
+//! (plan::prune), `ResizePlan` and `ResizeReport` (plan::resize), `RecoverPlan` and `RecoverReport`
+//! (plan::recover). Text renderers live in this module's files, one per command.
 
 use std::io::Write;
 
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 pub mod canary;
 pub mod doctor;
 pub mod prune;
+pub mod recover;
 pub mod resize;
 pub mod scale;
 pub mod status;
