@@ -44,9 +44,11 @@ async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<DoctorInputs> {
         list_all(&classes_api, &all_classes),
         list_or_empty::<Lease>(ctx, "leases"),
     );
+    let pods = pods?;
+    let nodes = crate::exec::read::nodes_of(ctx, &pods).await;
     Ok(DoctorInputs {
         statefulsets,
-        pods: pods?,
+        pods,
         pvcs: pvcs?,
         services: services?,
         pdbs: pdbs?,
@@ -56,6 +58,7 @@ async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<DoctorInputs> {
         storage_classes: classes.ok(),
         // Locks are shown when readable; an identity without leases rights sees none.
         leases: leases.unwrap_or_default(),
+        nodes,
     })
 }
 

@@ -12,7 +12,9 @@ use crate::cli::StatusArgs;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::exec::interrupt::Interrupt;
+use crate::exec::read;
 use crate::plan::lease;
+use crate::plan::recover;
 use crate::plan::status::{self, StatusReport};
 use crate::render::{self, Output};
 
@@ -26,6 +28,12 @@ async fn snapshot(ctx: &Ctx, name: &str) -> Result<StatusReport> {
     let now = Timestamp::now();
     let mut report = status::build(&sts, &pods, &pvcs, now);
     report.lock = lease.and_then(|l| lease::read(&l, now));
+    let nodes = read::nodes_of(ctx, &pods).await;
+    for (pod, node, state) in recover::stranded_pods(&pods, &nodes, now) {
+        if let Some(row) = report.ordinals.iter_mut().find(|r| r.pod == pod) {
+            row.stranded = Some(format!("stranded on lost node {node}: {state}"));
+        }
+    }
     Ok(report)
 }
 

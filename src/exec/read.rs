@@ -190,3 +190,22 @@ impl Ctx {
         }
     }
 }
+
+/// The nodes the pods are bound to, by name; best effort: a node this identity may not
+/// read (nodes are cluster-scoped) or that is gone is left out, so `status` and
+/// `doctor` mark stranded pods when they can and stay quiet otherwise.
+pub async fn nodes_of(
+    ctx: &Ctx,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+) -> std::collections::BTreeMap<String, k8s_openapi::api::core::v1::Node> {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(ctx.client.clone());
+    let mut names: Vec<&str> = pods.iter().filter_map(model::node).collect();
+    names.sort_unstable();
+    names.dedup();
+    let reads = names.iter().map(|n| api.get_opt(n));
+    names
+        .iter()
+        .zip(futures::future::join_all(reads).await)
+        .filter_map(|(n, r)| Some((n.to_string(), r.ok()??)))
+        .collect()
+}

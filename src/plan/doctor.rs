@@ -48,6 +48,8 @@ pub struct DoctorInputs {
     pub storage_classes: Option<Vec<StorageClass>>,
     /// The namespace's Leases (sts-safe's locks among them); empty when not readable.
     pub leases: Vec<Lease>,
+    /// The nodes the pods are bound to, when readable (stranded pods).
+    pub nodes: std::collections::BTreeMap<String, k8s_openapi::api::core::v1::Node>,
 }
 
 /// Pods younger than this with no identified cause are "starting", not "stuck".
@@ -76,12 +78,41 @@ pub fn examine(inp: &DoctorInputs, only: Option<&str>, now: Timestamp) -> Vec<Fi
         check_strategy(sts, &pods, now, &mut out);
         check_pdb_and_resources(sts, inp, &mut out);
         check_lock(sts, inp, now, &mut out);
+        check_stranded(sts, &pods, inp, now, &mut out);
     }
     if only.is_none() {
         check_shared_rwo(inp, &mut out);
     }
     out.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.object.cmp(&b.object)));
     out
+}
+
+/// Pods stranded on a lost node: the controller will not replace them while the pod
+/// object exists, and only `recover` (after fencing) or the admin can make it go.
+fn check_stranded(
+    sts: &StatefulSet,
+    pods: &[&Pod],
+    inp: &DoctorInputs,
+    now: Timestamp,
+    out: &mut Vec<Finding>,
+) {
+    let ns = sts.namespace().unwrap_or_default();
+    for (pod, node, state) in
+        crate::plan::recover::stranded_pods(pods.iter().copied(), &inp.nodes, now)
+    {
+        out.push(Finding {
+            severity: Severity::Error,
+            check: "pod-stranded",
+            object: format!("pod/{pod}"),
+            problem: format!(
+                "{pod} is stranded on node {node}, which is not Ready: {state}; the StatefulSet controller will not start a replacement while the pod object exists"
+            ),
+            fix: format!(
+                "confirm node {node} is off, then run `kubectl sts-safe recover {} -n {ns}` (never a bare `kubectl delete pod --force`: a live node would run the pod twice)",
+                sts.name_any()
+            ),
+        });
+    }
 }
 
 /// The StatefulSet's lock: a live one is an operation in progress; an expired one is a

@@ -18,6 +18,11 @@ fn inputs(f: &Fixture) -> DoctorInputs {
         deployments: f.all("Deployment"),
         storage_classes: Some(f.all("StorageClass")),
         leases: f.all("Lease"),
+        nodes: f
+            .all::<k8s_openapi::api::core::v1::Node>("Node")
+            .into_iter()
+            .map(|n| (n.name_any(), n))
+            .collect(),
     }
 }
 
@@ -876,4 +881,26 @@ fn a_live_lock_is_an_operation_in_progress_and_an_expired_one_is_stale() {
         ("lock-stale", Severity::Warn)
     );
     assert!(stale[0].fix.contains("--resume"), "{}", stale[0].fix);
+}
+
+#[test]
+fn a_pod_stranded_on_a_lost_node_points_at_recover() {
+    let found = diagnose_file("stranded.yaml");
+    let f = found
+        .iter()
+        .find(|f| f.check == "pod-stranded")
+        .expect("pod-stranded finding");
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(f.object, "pod/db-1");
+    assert!(f.problem.contains("node lost-1"), "{}", f.problem);
+    assert!(
+        f.fix.contains("kubectl sts-safe recover db -n shop"),
+        "{}",
+        f.fix
+    );
+    // The pod on the Ready node is not stranded.
+    assert_eq!(
+        found.iter().filter(|f| f.check == "pod-stranded").count(),
+        1
+    );
 }

@@ -80,6 +80,9 @@ pub struct OrdinalRow {
     pub age_seconds: Option<i64>,
     pub node: Option<String>,
     pub pvcs: Vec<PvcRef>,
+    /// Set when the pod is stranded on a lost node (`recover` brings it back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stranded: Option<String>,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
@@ -164,6 +167,7 @@ pub fn build(
                     age_seconds: None,
                     node: None,
                     pvcs,
+                    stranded: None,
                 },
                 Some(p) => {
                     let hash = model::revision(p).map(str::to_string);
@@ -195,6 +199,7 @@ pub fn build(
                         age_seconds: model::age_secs(p.metadata.creation_timestamp.as_ref(), now),
                         node: model::node(p).map(str::to_string),
                         pvcs,
+                        stranded: None,
                     }
                 }
             }

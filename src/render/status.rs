@@ -119,7 +119,11 @@ impl Report for StatusReport {
                     },
                     o.restarts.to_string(),
                     age_text(o.age_seconds),
-                    o.node.clone().unwrap_or_else(|| "-".into()),
+                    match (&o.node, &o.stranded) {
+                        (Some(n), Some(_)) => format!("{n} (lost)"),
+                        (Some(n), None) => n.clone(),
+                        (None, _) => "-".into(),
+                    },
                     if pvcs.is_empty() { "-".into() } else { pvcs },
                 ]
             })
@@ -130,6 +134,16 @@ impl Report for StatusReport {
             ],
             &rows,
         ));
+        for o in r.ordinals.iter().filter(|o| o.stranded.is_some()) {
+            out.push_str(&format!(
+                "{} {} is {}: `kubectl sts-safe recover {} -n {}` brings it back once the node is confirmed off\n",
+                red("stranded:"),
+                o.pod,
+                o.stranded.as_deref().unwrap_or_default(),
+                r.name,
+                r.namespace
+            ));
+        }
         if !r.orphan_pvcs.is_empty() {
             let total = model::format_bytes(model::total_bytes(
                 r.orphan_pvcs.iter().filter_map(|o| o.capacity.as_deref()),
