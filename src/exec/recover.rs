@@ -585,10 +585,16 @@ fn replacement_state(
             let waited = deleted_at.elapsed();
             let msg = match method {
                 Method::ForceDelete => {
-                    let left = FORCE_DETACH_AFTER.saturating_sub(waited);
+                    // In steps of 10 s, so a log without a terminal gets a line per step.
+                    let left = FORCE_DETACH_AFTER
+                        .saturating_sub(waited)
+                        .as_secs()
+                        .div_ceil(10)
+                        * 10;
                     format!(
-                        "volume still attached to {lost}: the attach/detach controller force-detaches it about {}s from now (6m after the pod is gone, while {lost} is not Ready)",
-                        left.as_secs()
+                        "volume still attached to {lost}: the attach/detach controller force-detaches it in about {}m{:02}s (6m after the pod is gone, while {lost} is not Ready)",
+                        left / 60,
+                        left % 60
                     )
                 }
                 _ => format!("waiting for the volume to detach from {lost}"),

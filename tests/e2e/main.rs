@@ -13,6 +13,7 @@ mod faults;
 mod lease;
 mod prune;
 mod prune_hold;
+mod recover;
 mod resize;
 mod scale;
 mod server;

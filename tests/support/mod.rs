@@ -567,6 +567,19 @@ pub fn audit_events(namespace: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Every request about cluster-scoped objects (nodes, VolumeAttachments), by anyone.
+pub fn audit_cluster_events() -> Vec<serde_json::Value> {
+    let path = kubeconfig()
+        .parent()
+        .expect("state dir")
+        .join("logs/audit.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"].is_null())
+        .collect()
+}
+
 /// The plugin's requests about objects in `namespace` ([`audit_events`]): told apart
 /// from the control plane's by its user agent, since all components share the admin
 /// identity.
