@@ -38,6 +38,10 @@
 //!    StatefulSet's delete (before its create), then a plain re-run completes with no pod
 //!    deleted; a spec edit while the claims grow stops it before the delete. An API-server
 //!    restart mid-resize is in [`restart`].
+//! 8. [`recover`]: `kill -9` of `recover` at random points in 10 trials, each losing a
+//!    node of its own (concurrently), then a re-run (half of them breaking the dead run's
+//!    lock) completes: the pod is back on the live node with its volume, attached to one
+//!    node only, and the plugin never deleted any pod but the stranded one.
 //!
 //! Random kill points and restart times come from a seed printed by each test; set
 //! `STS_SAFE_FAULT_SEED` to replay them.
@@ -59,6 +63,7 @@ mod kill;
 mod lock;
 mod privilege;
 mod races;
+mod recover;
 mod resize;
 mod restart;
 
