@@ -12,7 +12,9 @@
 # The benchmark uses its own namespaces (sts-safe-bench, sts-safe-bench-prune-0…9) and
 # deletes them at the end. Environment: BENCH_CANARY_RUNS (5), BENCH_SHELL_RUNS (3),
 # BENCH_STARTUP_RUNS (10), BENCH_PRUNE_RUNS (7), BENCH_RESIZE_RUNS (3), BENCH_SKIP_PRUNE=1,
-# STS_SAFE_CLUSTER_DIR. Row 7: resize-pvcs of 10 replicas (scripts/bench/resize.py).
+# STS_SAFE_CLUSTER_DIR, BENCH_RECOVER_RUNS (3), BENCH_RECOVER_FLOOR=0. Row 7: resize-pvcs of
+# 10 replicas (scripts/bench/resize.py). Row 8: recover of a pod stranded on a lost node
+# (scripts/bench/recover.py), on the current server and, first, on the 1.20 floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -79,6 +81,21 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Row 8's floor figure: recover on the 1.20 cluster, where the method is force-delete and
+# the attach/detach controller detaches only after its 6-minute timeout (one run, about
+# 7 minutes; BENCH_RECOVER_FLOOR=0 skips it). Measured first, on its own cluster.
+FLOOR_JSON=$REPO/target/bench/recover-floor.json
+rm -f "$FLOOR_JSON"
+if [ "${BENCH_RECOVER_FLOOR:-1}" != 0 ] && [ "${BENCH_RECOVER_RUNS:-3}" != 0 ]; then
+  log "recover on the v1.20.2 floor (force detach: about 7 minutes)"
+  floor_started=0
+  K8S_VERSION=v1.20.2 bash scripts/cluster.sh status >/dev/null 2>&1 || floor_started=1
+  floor_line=$(K8S_VERSION=v1.20.2 bash scripts/cluster.sh up | tail -n1)
+  mkdir -p "$REPO/target/bench"
+  (eval "$floor_line" && python3 scripts/bench/recover.py --plugin "$PLUGIN" --out "$FLOOR_JSON") ||
+    log "warning: the floor's recover run failed; row 8 shows the current server only"
+  if [ "$floor_started" = 1 ]; then K8S_VERSION=v1.20.2 bash scripts/cluster.sh down || true; fi
+fi
 export_line=$(bash scripts/cluster.sh up | tail -n1)
 eval "$export_line"
 # The state dir of the version that runs (K8S_VERSION; the kubeconfig lives in it).
@@ -87,5 +104,5 @@ export STS_SAFE_CLUSTER_DIR=$STATE
 command -v kubectl >/dev/null || bash scripts/k8s-build.sh >/dev/null
 
 log "running the benchmarks (about 10 minutes)"
-python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log" "${BEFORE_ARGS[@]}"
+python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log" --recover-floor "$FLOOR_JSON" "${BEFORE_ARGS[@]}"
 log "done in $(((SECONDS - T0) / 60))m$(((SECONDS - T0) % 60))s (build included)"

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audit  # noqa: E402
+import recover as recover_bench  # noqa: E402
 import resize as resize_bench  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -735,7 +736,8 @@ def lock_cost(plugin_runs: list, before_runs: list, cfg: dict) -> dict | None:
 
 
 def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setup: dict,
-           binary: dict, cleanup: dict, total: float, notes: str, resize: dict | None = None) -> tuple[str, str]:
+           binary: dict, cleanup: dict, total: float, notes: str, resize: dict | None = None,
+           recover: dict | None = None, recover_floor: dict | None = None) -> tuple[str, str]:
     plugin_runs, shell_runs, canary_setup, *rest = canary
     before_runs = rest[0] if rest else []
     reactions = [x for r in plugin_runs for x in r.reactions]
@@ -804,6 +806,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
         L.append(f"| 6 | the lock's cost: canary reaction with it ÷ without | {lock['reaction_ratio']:.2f} "
                  f"({lock['reaction_with'] * 1000:.1f} ms vs {lock['reaction_without'] * 1000:.1f} ms, medians from the write's arrival) | unchanged (≤ 1.2) | {verdict(lock['reaction_ratio'] <= 1.2)} |")
     L.extend(resize_bench.summary_rows(resize, Stat, verdict))
+    L.extend(recover_bench.summary_rows(recover, recover_floor, Stat, verdict))
     L.append(f"| 5 | `kubectl sts-safe status` ÷ two `kubectl get` | {Stat(startup['ratio_via']).fmt('{:.2f}')} | (no goal) | |")
     L.append(f"| 5 | release binary (stripped) | {binary['size'] / 2**20:.1f} MiB | (no goal) | |")
     L.append("")
@@ -931,6 +934,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
         L.append("")
 
     L.extend(resize_bench.section(resize, Stat, BENCH_USER))
+    L.extend(recover_bench.section(recover, recover_floor, Stat))
     L.append("## 5. Start-up")
     L.append("")
     L.append(f"`status {STS}` against the 10-replica StatefulSet above (whole process, output to /dev/null), "
@@ -981,6 +985,12 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
         per = statistics.median(r["per_pvc"] for r in resize["runs"])
         summary.append(f"7 resize-pvcs   wall ÷ Σ simulated {ratio:.3f} (goal ≤ 1.1) {'met' if ratio <= 1.1 else 'MISSED'}, "
                        f"{per:.1f} requests per PVC")
+    if recover and recover.get("runs"):
+        ratio = statistics.median(r["ratio"] for r in recover["runs"])
+        line = f"8 recover       start → Ready ÷ simulated {ratio:.3f} (goal ≤ 1.2) {'met' if ratio <= 1.2 else 'MISSED'}"
+        if recover_floor and recover_floor.get("runs"):
+            line += f"; 1.20 floor (force detach) {statistics.median(r['ratio'] for r in recover_floor['runs']):.1f}"
+        summary.append(line)
     return "\n".join(L).rstrip() + "\n", "\n".join(summary)
 
 
@@ -1003,6 +1013,8 @@ def main() -> int:
     ap.add_argument("--prune-runs", type=int, default=int(os.environ.get("BENCH_PRUNE_RUNS", 7)))
     ap.add_argument("--skip-prune", action="store_true", default=os.environ.get("BENCH_SKIP_PRUNE") == "1")
     ap.add_argument("--resize-runs", type=int, default=int(os.environ.get("BENCH_RESIZE_RUNS", 3)))
+    ap.add_argument("--recover-runs", type=int, default=int(os.environ.get("BENCH_RECOVER_RUNS", 3)))
+    ap.add_argument("--recover-floor", default="", help="recover.py --floor's results (JSON) from the 1.20 cluster")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite RESULTS.md from the last run's data (target/bench/results.pickle), e.g. "
                          "after editing scripts/bench/analysis.md")
@@ -1031,6 +1043,11 @@ def main() -> int:
     cleanup: dict = {}
     prune_nss: list[str] = []
     resize: dict = {}
+    recover: dict = {}
+    recover_floor: dict = {}
+    if a.recover_floor and os.path.exists(a.recover_floor):
+        with open(a.recover_floor) as f:
+            recover_floor = json.load(f)
     try:
         delete_namespaces([NS], 300)
         kubectl("create", "namespace", NS)
@@ -1048,6 +1065,9 @@ def main() -> int:
                                                               "--timeout=180s")),
             workdir=a.workdir))
         resize = resize_bench.bench(helpers, a.plugin, kubeconfig, tail, BENCH_USER, a.resize_runs)
+        if a.recover_runs > 0:
+            log("recover: a pod stranded on a lost node")
+            recover = recover_bench.bench(a.plugin, kubeconfig, a.recover_runs, a.workdir, log)
         if a.skip_prune:
             setup = {"namespaces": [], "timings": {k: float("nan") for k in
                                                    ("namespaces", "pvcs", "statefulsets", "pods", "total")},
@@ -1083,7 +1103,8 @@ def main() -> int:
               "kubectl_size": os.path.getsize(os.path.realpath(kubectl_path))}
     cfg["load_end"] = os.getloadavg()
     d = dict(env=env, cfg=cfg, canary=canary, startup=startup, prune=prune, setup=setup, binary=binary,
-             cleanup=cleanup, total=time.perf_counter() - t_start, resize=resize)
+             cleanup=cleanup, total=time.perf_counter() - t_start, resize=resize,
+             recover=recover, recover_floor=recover_floor)
     with open(saved, "wb") as f:
         pickle.dump(dict(d, discarded=list(DISCARDED)), f)
     d["notes"] = open(a.notes).read() if os.path.exists(a.notes) else ""
