@@ -89,12 +89,14 @@ rm -f "$FLOOR_JSON"
 if [ "${BENCH_RECOVER_FLOOR:-1}" != 0 ] && [ "${BENCH_RECOVER_RUNS:-3}" != 0 ]; then
   log "recover on the v1.20.2 floor (force detach: about 7 minutes)"
   floor_started=0
-  K8S_VERSION=v1.20.2 bash scripts/cluster.sh status >/dev/null 2>&1 || floor_started=1
-  floor_line=$(K8S_VERSION=v1.20.2 bash scripts/cluster.sh up | tail -n1)
+  # The floor's own state dir and ports (a STS_SAFE_CLUSTER_DIR given for the main run is not its).
+  floor() { env -u STS_SAFE_CLUSTER_DIR -u STS_SAFE_API_PORT -u STS_SAFE_ETCD_PORT K8S_VERSION=v1.20.2 bash scripts/cluster.sh "$@"; }
+  floor status >/dev/null 2>&1 || floor_started=1
+  floor_line=$(floor up | tail -n1)
   mkdir -p "$REPO/target/bench"
   (eval "$floor_line" && python3 scripts/bench/recover.py --plugin "$PLUGIN" --out "$FLOOR_JSON") ||
     log "warning: the floor's recover run failed; row 8 shows the current server only"
-  if [ "$floor_started" = 1 ]; then K8S_VERSION=v1.20.2 bash scripts/cluster.sh down || true; fi
+  if [ "$floor_started" = 1 ]; then floor down || true; fi
 fi
 export_line=$(bash scripts/cluster.sh up | tail -n1)
 eval "$export_line"
