@@ -484,6 +484,10 @@ async fn bad_input_table() {
 
     let cases = vec![
         // usage errors (2)
+        case(&["recover", "redis", "--method", "out-of-service", "--delete-attachments", "--yes"], Via::Admin, U, &["--delete-attachments goes with --method force-delete"]),
+        case(&["recover", "redis", "--min-down", "soon"], Via::Admin, U, &["--min-down"]),
+        case(&["recover", "redis", "--method", "sideways"], Via::Admin, U, &["sideways"]),
+        case(&["recover", "redis", "--untaint", "node-1"], Via::Admin, U, &["cannot be used with"]),
         case(&["canary", "redis", "--yes"], Via::Admin, U, &["say what to roll out"]),
         case(&["canary", "redis", "--image", img, "--resume"], Via::Admin, U, &["cannot be used with"]),
         case(&["canary", "redis", "--image", "nope=redis:7", "--yes"], Via::Admin, U, &["has no container \"nope\""]),
@@ -551,6 +555,8 @@ async fn bad_input_table() {
         case(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"], Via::Limited(&[("patch", "persistentvolumeclaims")]), E, &["cannot patch persistentvolumeclaims"]),
         case(&["resize-pvcs", "redis", "--size", "20Gi", "--restart-pods", "--yes"], Via::Limited(&[("create", "pods/eviction")]), E, &["cannot create pods/eviction"]),
         case(&["doctor"], Via::Limited(&[("list", "statefulsets")]), E, &["cannot list statefulsets"]),
+        // recover reads cluster-scoped evidence: the namespace's Role alone is not enough.
+        case(&["recover", "redis", "--yes"], Via::Limited(&[]), E, &["cannot list volumeattachments"]),
         // gates, safety checks, refusals (3)
         on(case(&["canary", "ondel", "--image", img, "--yes"], Via::Admin, S, &["uses updateStrategy OnDelete"]), "ondel"),
         on(case(&["canary", "parted", "--image", "redis:7.5-alpine", "--yes"], Via::Admin, S, &["already has a rollout pending", "partition 5", "--resume", "sts-safe rollback parted"]), "parted"),
