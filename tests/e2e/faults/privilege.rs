@@ -180,6 +180,130 @@ async fn least_privilege_resize_pvcs_with_the_shipped_role() {
     }
 }
 
+/// recover as `sts-safe-limited` with deploy/rbac.yaml in the namespace and
+/// deploy/rbac-recover.yaml's ClusterRole and kube-node-lease Role bound: the plan, the
+/// out-of-service taint (or, on the floor, the force delete) and the wait, at -vvv, with
+/// no secret in the output; without the detach ClusterRole, `--delete-attachments` is
+/// refused before anything is written.
+#[tokio::test]
+async fn least_privilege_recover_with_the_shipped_roles() {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+    use kube::api::{Api, DeleteParams, PostParams};
+    let ns = TestNs::new("fault-rbac-recover").await;
+    ns.grant_limited_user().await;
+    ns.apply(include_str!("../../../deploy/rbac-recover.yaml"))
+        .await;
+    let binding = format!("{}-recover", ns.name);
+    let crb: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": binding},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sts-safe-recover"},
+        "subjects": [{"kind": "User", "name": LIMITED, "apiGroup": "rbac.authorization.k8s.io"}]
+    }))
+    .unwrap();
+    let crbs: Api<ClusterRoleBinding> = Api::all(ns.client.clone());
+    crbs.create(&PostParams::default(), &crb)
+        .await
+        .expect("clusterrolebinding");
+    // The node Lease Role, in kube-node-lease (apply puts namespaced kinds in the test's).
+    let leases_ns = "kube-node-lease";
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": binding, "namespace": leases_ns},
+        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"]}]
+    }))
+    .unwrap();
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> =
+        Api::namespaced(ns.client.clone(), leases_ns);
+    roles
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("role");
+    let rb: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": binding, "namespace": leases_ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": binding},
+        "subjects": [{"kind": "User", "name": LIMITED, "apiGroup": "rbac.authorization.k8s.io"}]
+    }))
+    .unwrap();
+    let rbs: Api<RoleBinding> = Api::namespaced(ns.client.clone(), leases_ns);
+    rbs.create(&PostParams::default(), &rb)
+        .await
+        .expect("rolebinding");
+    let t = crate::recover::TestNodes::new(&ns, 2).await;
+    ns.apply(&t.statefulset("redis", 1, "OrderedReady")).await;
+    ns.wait_ready("redis", WAIT).await;
+    let (lost, _) = crate::recover::strand(&ns, &t, "redis-0").await;
+    let secrets = kubeconfig_secrets();
+    let refused = plugin(
+        &ns,
+        LIMITED,
+        &[
+            "recover",
+            "redis",
+            "--method",
+            "force-delete",
+            "--delete-attachments",
+            "--min-down",
+            "5s",
+            "--yes",
+            "--fence-cmd",
+            "true",
+        ],
+    )
+    .await;
+    expect_code(
+        &refused,
+        1,
+        "--delete-attachments without sts-safe-recover-detach",
+    );
+    assert!(
+        refused.stderr.contains("cannot delete volumeattachments"),
+        "{}",
+        refused.stderr
+    );
+    // The out-of-service taint where the server has it; on the floor, force-delete with
+    // --delete-attachments (its ClusterRole bound now), so the test does not sit out the
+    // controller's 6-minute force detach.
+    let v = ns.client.apiserver_version().await.unwrap();
+    let current = v.minor.trim_end_matches('+').parse::<u32>().unwrap_or(0) >= 26;
+    let detach = format!("{binding}-detach");
+    if !current {
+        let crb: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": detach},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sts-safe-recover-detach"},
+            "subjects": [{"kind": "User", "name": LIMITED, "apiGroup": "rbac.authorization.k8s.io"}]
+        }))
+        .unwrap();
+        crbs.create(&PostParams::default(), &crb)
+            .await
+            .expect("clusterrolebinding");
+    }
+    let mut args = vec![
+        "recover",
+        "redis",
+        "--min-down",
+        "5s",
+        "--yes",
+        "--fence-cmd",
+        "true",
+        "--timeout",
+        "4m",
+        "-vvv",
+    ];
+    if !current {
+        args.extend(["--method", "force-delete", "--delete-attachments"]);
+    }
+    let r = plugin(&ns, LIMITED, &args).await;
+    expect_code(&r, 0, &format!("recover as {LIMITED}"));
+    assert_no_secret(&r, &secrets, "recover -vvv");
+    let back = crate::recover::pod(&ns, "redis-0").await.unwrap();
+    assert!(sts_safe::model::is_ready(&back));
+    assert_ne!(sts_safe::model::node(&back), Some(lost.as_str()));
+    t.power(&lost, true).await;
+    let _ = crbs.delete(&binding, &DeleteParams::default()).await;
+    let _ = crbs.delete(&detach, &DeleteParams::default()).await;
+    let _ = rbs.delete(&binding, &DeleteParams::default()).await;
+    let _ = roles.delete(&binding, &DeleteParams::default()).await;
+}
+
 /// A bearer-token user (a ServiceAccount bound to deploy/rbac.yaml's Role) against the
 /// same server and CA: the token never appears at -vvv, whether the requests succeed or
 /// the token is refused.
