@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx, args: &RecoverArgs) -> Result<i32> {
         claims: &g.claims,
         attachments: &g.attachments,
         node_pods: &g.node_pods,
+        node_pods_readable: g.node_pods_readable,
         named: &args.pods,
         now: Timestamp::now(),
         min_down: args.min_down,
@@ -113,11 +114,30 @@ pub async fn run(ctx: &Ctx, args: &RecoverArgs) -> Result<i32> {
         } else {
             "typed node name".into()
         },
-        yes: args.mutate.yes,
     };
     let fence_cmd = args.fence_cmd.clone();
     let yes = args.mutate.yes;
+    let delete_attachments = args.delete_attachments;
     let work = async move {
+        // Asked before anything happens: the fence command itself may power the node off.
+        if fence_cmd.is_some() {
+            ui::confirm(
+                ctx,
+                yes,
+                &format!(
+                    "Fence node {} and recover {} pod(s) of statefulset \"{name}\"?",
+                    lost.join(", "),
+                    plan.pods.len().max(plan.pending.len())
+                ),
+            )?;
+        }
+        if delete_attachments && !yes {
+            ui::confirm(
+                ctx,
+                false,
+                "Delete the lost node's VolumeAttachments by hand (only the attach/detach controller should; a wrong detach can corrupt data)?",
+            )?;
+        }
         for node in &lost {
             match &fence_cmd {
                 Some(cmd) => {
@@ -139,16 +159,6 @@ pub async fn run(ctx: &Ctx, args: &RecoverArgs) -> Result<i32> {
                     ),
                 )?,
             }
-        }
-        if fence_cmd.is_some() {
-            ui::confirm(
-                ctx,
-                yes,
-                &format!(
-                    "Recover {} pod(s) of statefulset \"{name}\"?",
-                    plan.pods.len().max(plan.pending.len())
-                ),
-            )?;
         }
         engine::execute(ctx, g, plan, &opts).await
     };

@@ -44,6 +44,7 @@ pub struct Gathered {
     pub claims: Vec<PersistentVolumeClaim>,
     pub attachments: Vec<VolumeAttachment>,
     pub node_pods: Vec<Pod>,
+    pub node_pods_readable: bool,
     pub server: (u32, u32),
     pub warnings: Vec<String>,
 }
@@ -104,6 +105,7 @@ pub async fn gather(ctx: &Ctx, name: &str) -> Result<Gathered> {
     let mut leases = BTreeMap::new();
     let mut warnings = vec![];
     let mut node_pods = vec![];
+    let mut node_pods_readable = true;
     let pod_api: Api<Pod> = Api::all(ctx.client.clone());
     for n in names {
         let node = get_node(ctx, &n).await?;
@@ -113,13 +115,17 @@ pub async fn gather(ctx: &Ctx, name: &str) -> Result<Gathered> {
                     leases.insert(n.clone(), l);
                 }
                 Ok(None) => warnings.push(format!("node \"{n}\" has no Lease in {NODE_LEASE_NAMESPACE}: the evidence rests on its Ready heartbeat")),
-                Err(e) => warnings.push(format!("cannot read the Lease of node \"{n}\" ({e}): the evidence rests on its Ready heartbeat")),
+                // The Lease is the kubelet's heartbeat: without it, silence is not proven.
+                Err(e) => return Err(Error::stopped(format!(
+                    "cannot read the Lease of node \"{n}\" in {NODE_LEASE_NAMESPACE} ({e}): without it the node's silence is not proven; grant leases get there (deploy/rbac-recover.yaml); nothing was written"
+                ))),
             }
             let lp = ListParams::default().fields(&format!("spec.nodeName={n}"));
-            let on_node = read::list_all(&pod_api, &lp)
-                .await
-                .map_err(|e| ctx.err_in("list", "pods", None, read::ALL_NAMESPACES, e))?;
-            node_pods.extend(on_node);
+            match read::list_all(&pod_api, &lp).await {
+                Ok(on_node) => node_pods.extend(on_node),
+                Err(kube::Error::Api(s)) if s.code == 403 => node_pods_readable = false,
+                Err(e) => return Err(ctx.err_in("list", "pods", None, read::ALL_NAMESPACES, e)),
+            }
         }
         node_map.insert(n, node);
     }
@@ -132,6 +138,7 @@ pub async fn gather(ctx: &Ctx, name: &str) -> Result<Gathered> {
         claims,
         attachments,
         node_pods,
+        node_pods_readable,
         warnings,
     })
 }
@@ -192,7 +199,12 @@ pub async fn recheck(ctx: &Ctx, plan: &RecoverPlan) -> Result<BTreeMap<String, N
         .filter(|n| plan.lost_nodes().contains(&n.name))
     {
         let node = get_node(ctx, &before.name).await?;
-        let lease = get_node_lease(ctx, &before.name).await.ok().flatten();
+        let lease = get_node_lease(ctx, &before.name).await.map_err(|e| {
+            Error::stopped(format!(
+                "cannot read the Lease of node \"{}\" again ({e}): the re-check cannot prove it is still silent; nothing was written",
+                before.name
+            ))
+        })?;
         if let Err(why) = still_silent(before, node.as_ref(), lease.as_ref()) {
             return Err(Error::stopped(format!(
                 "{why}: it came back between the plan and now; nothing was written"
@@ -243,7 +255,11 @@ async fn taint(ctx: &Ctx, mut node: Node, before: &NodeEvidence) -> Result<()> {
                 node = get_node(ctx, &name).await?.ok_or_else(|| {
                     Error::stopped(format!("node \"{name}\" was deleted while being tainted"))
                 })?;
-                let lease = get_node_lease(ctx, &name).await.ok().flatten();
+                let lease = get_node_lease(ctx, &name).await.map_err(|e| {
+                    Error::stopped(format!(
+                        "cannot read the Lease of node \"{name}\" again ({e}): not tainted"
+                    ))
+                })?;
                 if let Err(why) = still_silent(before, Some(&node), lease.as_ref()) {
                     return Err(Error::stopped(format!("{why}: not tainted")));
                 }
@@ -343,7 +359,6 @@ pub async fn record_event(ctx: &Ctx, sts: &StatefulSet, type_: &str, reason: &st
 pub struct RecoverOptions {
     pub timeout: Duration,
     pub fenced_by: String,
-    pub yes: bool,
 }
 
 /// Acts on the plan (after fencing and the re-check) and waits for every pod.
@@ -413,13 +428,6 @@ pub async fn execute(
     let mut tracker = Tracker::start_with_attachments(ctx, &g.sts).await?;
     let mut deleted_attachments = vec![];
     if plan.delete_attachments && plan.method == Method::ForceDelete {
-        if !opts.yes {
-            ui::confirm(
-                ctx,
-                false,
-                "Delete the lost node's VolumeAttachments by hand (only the attach/detach controller should; a wrong detach can corrupt data)?",
-            )?;
-        }
         let lost = plan.lost_nodes();
         let volumes: Vec<String> = plan
             .pods
@@ -574,13 +582,23 @@ fn replacement_state(
     };
     let still_on_lost: Vec<&VolumeAttachment> = on(lost)
         .into_iter()
+        .filter(|va| nodes::is_attached(va))
         .filter(|va| nodes::attachment_volume(va).is_some_and(|v| volumes.iter().any(|w| w == v)))
         .collect();
+    let replaced = |p: &Pod| old_uid.is_none_or(|u| p.uid().as_deref() != Some(u));
     match pod {
         Some(p) if old_uid.is_some() && p.uid().as_deref() == old_uid => (
             None,
             format!("waiting for the old pod to be deleted from {lost}"),
         ),
+        // Ready on another node: its volumes are attached there, whatever objects remain.
+        Some(p)
+            if replaced(&p)
+                && model::is_ready(&p)
+                && model::node(&p).is_some_and(|n| n != lost) =>
+        {
+            (Some(p), "Ready".into())
+        }
         _ if !still_on_lost.is_empty() => {
             let waited = deleted_at.elapsed();
             let msg = match method {

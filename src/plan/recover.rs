@@ -51,6 +51,9 @@ pub struct RecoverInputs<'a> {
     pub attachments: &'a [VolumeAttachment],
     /// Every pod bound to a silent node, in every namespace (what the taint affects).
     pub node_pods: &'a [Pod],
+    /// False when this identity may not list pods in every namespace: then the node-wide
+    /// list cannot be shown, and the out-of-service taint is refused.
+    pub node_pods_readable: bool,
     /// Pods named on the command line (empty: every stranded pod).
     pub named: &'a [String],
     pub now: Timestamp,
@@ -74,6 +77,10 @@ pub struct NodeEvidence {
     pub silent_seconds: Option<i64>,
     pub taints: Vec<String>,
     pub out_of_service: bool,
+    /// The Lease's and the Node's resourceVersions when read: the re-check before the
+    /// first write takes any change of the Lease as the kubelet being back.
+    pub lease_resource_version: Option<String>,
+    pub node_resource_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -204,6 +211,8 @@ pub fn evidence(name: &str, node: &Node, lease: Option<&Lease>, now: Timestamp) 
         silent_seconds: nodes::last_heard(node, lease).map(|t| now.as_second() - t.as_second()),
         taints: nodes::taints(node).iter().map(nodes::taint_text).collect(),
         out_of_service: nodes::out_of_service(node),
+        lease_resource_version: lease.and_then(|l| l.metadata.resource_version.clone()),
+        node_resource_version: node.metadata.resource_version.clone(),
     }
 }
 
@@ -337,6 +346,23 @@ pub fn plan(inp: &RecoverInputs, namespace: &str) -> Result<RecoverPlan, String>
     } else {
         vec![]
     };
+    for p in &pending {
+        let ev = &evid[&p.node];
+        let silent = ev.silent_seconds.unwrap_or(i64::MAX);
+        if silent < inp.min_down.as_secs() as i64 {
+            return Err(format!(
+                "volume {} of {} is still attached to node \"{}\", last heard from {} ago; --min-down is {}: wait, or lower --min-down if you know it is off",
+                p.volume,
+                p.name,
+                p.node,
+                format_age(silent),
+                format_age(inp.min_down.as_secs() as i64)
+            ));
+        }
+    }
+    if method == Method::OutOfService && !inp.node_pods_readable && !evid.is_empty() {
+        return Err("the out-of-service taint is node-wide, and this identity cannot list the pods of every namespace to show which it would delete (grant deploy/rbac-recover.yaml's ClusterRole sts-safe-recover), or use --method force-delete".into());
+    }
     let node_wide = if method == Method::OutOfService {
         let taint = nodes::out_of_service_taint();
         let mut v: Vec<NodePod> = inp
@@ -495,8 +521,9 @@ fn steps(plan: &RecoverPlan) -> Vec<String> {
     s
 }
 
-/// Just before the first write: the node must still be silent exactly as planned.
-/// Err says what changed (the node came back).
+/// Just before the first write: the node must still be silent exactly as planned. Any
+/// change of its Lease (a renewal) or a Ready node means the kubelet is back. Err says
+/// what changed.
 pub fn still_silent(
     before: &NodeEvidence,
     node: Option<&Node>,
@@ -508,22 +535,29 @@ pub fn still_silent(
             before.name
         ));
     };
-    let now = evidence(&before.name, node, lease, Timestamp::UNIX_EPOCH);
     if nodes::is_ready(node) {
         return Err(format!("node \"{}\" is Ready again", before.name));
     }
-    if now.lease_renewed > before.lease_renewed {
+    let lease_rv = lease.and_then(|l| l.metadata.resource_version.clone());
+    if lease_rv != before.lease_resource_version {
         return Err(format!(
-            "node \"{}\" renewed its Lease at {} since the plan",
+            "the Lease of node \"{}\" changed since the plan (renewed {})",
             before.name,
-            now.lease_renewed.unwrap_or_default()
+            lease
+                .and_then(nodes::lease_renewed)
+                .map_or("?".into(), |t| t.to_string())
         ));
     }
-    if now.last_heartbeat > before.last_heartbeat {
+    let heartbeat = nodes::ready(node).and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0));
+    let planned = before
+        .last_heartbeat
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    if heartbeat > planned {
         return Err(format!(
             "node \"{}\" posted a heartbeat at {} since the plan",
             before.name,
-            now.last_heartbeat.unwrap_or_default()
+            heartbeat.map_or("?".into(), |t| t.to_string())
         ));
     }
     Ok(())

@@ -61,7 +61,7 @@ fn node(name: &str, ready: &str, heard_secs_ago: i64, taints: serde_json::Value)
 
 fn lease(name: &str, renewed_secs_ago: i64) -> Lease {
     serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "metadata": {"name": name, "namespace": "kube-node-lease", "resourceVersion": format!("{}", 1000 - renewed_secs_ago)},
         "spec": {"holderIdentity": name, "renewTime": format!("{}", at(renewed_secs_ago).replace('Z', ".000000Z"))}
     }))
     .unwrap()
@@ -107,6 +107,7 @@ struct World {
     claims: Vec<PersistentVolumeClaim>,
     attachments: Vec<VolumeAttachment>,
     node_pods: Vec<Pod>,
+    node_pods_readable: bool,
     named: Vec<String>,
     min_down: Duration,
     method: Method,
@@ -148,6 +149,7 @@ fn world() -> World {
             other_pod("web-a", "n1", false),
             other_pod("agent", "n1", true),
         ],
+        node_pods_readable: true,
         named: vec![],
         min_down: Duration::from_secs(120),
         method: Method::Auto,
@@ -165,6 +167,7 @@ fn run(w: &World) -> Result<RecoverPlan, String> {
             claims: &w.claims,
             attachments: &w.attachments,
             node_pods: &w.node_pods,
+            node_pods_readable: w.node_pods_readable,
             named: &w.named,
             now: now(),
             min_down: w.min_down,
@@ -314,7 +317,14 @@ fn the_recheck_stops_when_the_node_came_back() {
     assert!(still_silent(before, Some(&n1), Some(&w.leases["n1"])).is_ok());
     let renewed = lease("n1", 1);
     let e = still_silent(before, Some(&n1), Some(&renewed)).unwrap_err();
-    assert!(e.contains("renewed its Lease"), "{e}");
+    assert!(e.contains("Lease of node \"n1\" changed"), "{e}");
+    // Any write to the Lease counts, even one within the same second (a renewal whose
+    // time would compare equal or "earlier" as text).
+    let mut same_second = w.leases["n1"].clone();
+    same_second.metadata.resource_version = Some("999999".into());
+    assert!(still_silent(before, Some(&n1), Some(&same_second)).is_err());
+    // A Lease gone since the plan is a change too.
+    assert!(still_silent(before, Some(&n1), None).is_err());
     let back = node("n1", "True", 1, json!([]));
     assert!(still_silent(before, Some(&back), None)
         .unwrap_err()
@@ -348,4 +358,25 @@ fn doctor_and_status_see_the_same_stranded_pods() {
     let s = stranded_pods(&w.pods, &nodes, now());
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].0.as_str(), s[0].1.as_str()), ("db-1", "n1"));
+}
+
+#[test]
+fn a_pending_recovery_needs_the_same_silence_and_the_taint_needs_the_node_wide_list() {
+    let mut w = world();
+    w.pods[1] = pod(1, "n2", None, false);
+    w.min_down = Duration::from_secs(600);
+    let e = run(&w).unwrap_err();
+    assert!(
+        e.contains("still attached to node \"n1\"") && e.contains("--min-down is 10m"),
+        "{e}"
+    );
+    let mut w = world();
+    w.node_pods_readable = false;
+    let e = run(&w).unwrap_err();
+    assert!(
+        e.contains("node-wide") && e.contains("--method force-delete"),
+        "{e}"
+    );
+    w.method = Method::ForceDelete;
+    assert_eq!(run(&w).unwrap().pods.len(), 1);
 }

@@ -182,37 +182,132 @@ pub async fn volume_of(ns: &TestNs, claim: &str) -> String {
     model::pvc_volume(&c).expect("bound").to_string()
 }
 
-/// The plugin wrote nothing: neither in the namespace nor on a node.
+/// Names of the VolumeAttachments of `pv` now.
+pub async fn attachment_names(ns: &TestNs, pv: &str) -> Vec<String> {
+    let api: Api<VolumeAttachment> = Api::all(ns.client.clone());
+    api.list(&ListParams::default())
+        .await
+        .expect("list volumeattachments")
+        .items
+        .iter()
+        .filter(|va| nodes::attachment_volume(va) == Some(pv))
+        .map(|va| va.name_any())
+        .collect()
+}
+
+/// The plugin wrote nothing but its lock's bookkeeping (the Lease, and the verdict
+/// annotation on the StatefulSet once it held the lock): no pod, Event, claim or
+/// attachment in the namespace, and nothing on a node.
 pub fn nothing_written(ns: &TestNs, t: &TestNodes) {
     let writes: Vec<String> = plugin_audit_events(&ns.name)
         .iter()
         .filter(|e| audit_is_write(e) && !e["requestURI"].as_str().unwrap_or("").contains("dryRun"))
+        .filter(|e| {
+            let r = &e["objectRef"]["resource"];
+            !(r == "leases" || (r == "statefulsets" && e["verb"] == "patch"))
+        })
         .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
         .collect();
     assert!(writes.is_empty(), "nothing may be written: {writes:?}");
-    for n in &t.names {
-        let node_writes: Vec<String> = audit_cluster_events()
-            .into_iter()
-            .filter(|e| e["objectRef"]["resource"] == "nodes" && e["objectRef"]["name"] == *n)
-            .filter(audit_is_write)
-            .filter(|e| {
-                e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-            })
-            .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
-            .collect();
-        assert!(node_writes.is_empty(), "no node write: {node_writes:?}");
+    no_node_written(t);
+}
+
+/// The plugin wrote nothing on the test's nodes (its attachments: see the callers, which
+/// check their volume is still attached; other tests may delete theirs meanwhile).
+pub fn no_node_written(t: &TestNodes) {
+    let writes: Vec<String> = audit_cluster_events()
+        .into_iter()
+        .filter(audit_is_write)
+        .filter(|e| {
+            let r = &e["objectRef"]["resource"];
+            r == "nodes" && t.names.iter().any(|n| e["objectRef"]["name"] == *n)
+        })
+        .filter(|e| {
+            e["userAgent"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+        })
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "no node or attachment written: {writes:?}"
+    );
+}
+
+/// Watches the VolumeAttachments of one volume for as long as it lives and remembers
+/// the most nodes it was ever attached to at once (RWO: must stay 1).
+pub struct AttachWatch {
+    max: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AttachWatch {
+    pub async fn start(ns: &TestNs, pv: &str) -> AttachWatch {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let api: Api<VolumeAttachment> = Api::all(ns.client.clone());
+        let max = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (m, pv) = (max.clone(), pv.to_string());
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let mut state: std::collections::BTreeMap<String, bool> = Default::default();
+            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(ev) = stream.next().await {
+                let Ok(ev) = ev else { continue };
+                match ev {
+                    watcher::Event::Apply(va) | watcher::Event::InitApply(va) => {
+                        if nodes::attachment_volume(&va) == Some(pv.as_str()) {
+                            state.insert(va.name_any(), nodes::is_attached(&va));
+                        }
+                    }
+                    watcher::Event::Delete(va) => {
+                        state.remove(&va.name_any());
+                    }
+                    watcher::Event::Init => state.clear(),
+                    watcher::Event::InitDone => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                let now = state.values().filter(|a| **a).count();
+                m.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
+        AttachWatch { max, task }
+    }
+
+    /// Most nodes the volume was attached to at the same moment, so far.
+    pub fn max_attached(&self) -> usize {
+        self.max.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-/// Pods of the StatefulSet seen by a watch, to prove that two pods of one identity
-/// never ran at once: for every name, each uid's lifetime ends before the next begins.
-pub async fn same_identity_never_twice(ns: &TestNs, name: &str, old_uid: &str) {
+impl Drop for AttachWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Two pods of one identity never ran at once: pod names are unique in the API, so the
+/// other half is the volume: `watch` saw it attached to one node at a time, and it is
+/// attached now only where the replacement runs.
+pub async fn same_identity_never_twice(
+    ns: &TestNs,
+    name: &str,
+    old_uid: &str,
+    watch: &AttachWatch,
+) {
     let p = pod(ns, name).await.expect("replacement");
     assert_ne!(p.uid().as_deref(), Some(old_uid));
-    // Pod names are unique in the API; the volume is the other half: its attachment to
-    // the lost node must be gone before the replacement runs.
+    assert_eq!(
+        watch.max_attached(),
+        1,
+        "the volume was attached to one node at a time"
+    );
     let pv = volume_of(ns, &format!("data-{name}")).await;
     let atts = attachments_of(ns, &pv).await;
     assert_eq!(atts.len(), 1, "attached to exactly one node: {atts:?}");
@@ -323,6 +418,12 @@ async fn recover_refuses_without_fencing_and_without_enough_silence() {
     nothing_written(&ns, &t);
     let still = pod(&ns, "db-1").await.unwrap();
     assert_eq!(still.uid().as_deref(), Some(uid.as_str()));
+    let pv = volume_of(&ns, "data-db-1").await;
+    assert_eq!(
+        attachments_of(&ns, &pv).await,
+        vec![(node.clone(), true)],
+        "still attached"
+    );
     t.power(&node, true).await;
 }
 
@@ -376,7 +477,14 @@ async fn recover_refuses_when_the_node_comes_back_between_plan_and_act() {
             .any(|e| e["objectRef"]["resource"] == "pods" && audit_is_write(e)),
         "no pod written"
     );
-    let _ = (node, uid);
+    no_node_written(&t);
+    let still = pod(&ns, "db-1").await.unwrap();
+    assert_eq!(
+        still.uid().as_deref(),
+        Some(uid.as_str()),
+        "the stranded pod untouched"
+    );
+    let _ = node;
 }
 
 pub mod current {
@@ -418,6 +526,7 @@ spec:
         })
         .await;
         let pv = volume_of(&ns, "data-db-1").await;
+        let watch = AttachWatch::start(&ns, &pv).await;
         let (node, uid) = strand(&ns, &t, "db-1").await;
         assert_eq!(node, lost);
         assert_eq!(attachments_of(&ns, &pv).await, vec![(lost.clone(), true)]);
@@ -458,7 +567,7 @@ spec:
             pv,
             "same claim, same volume"
         );
-        same_identity_never_twice(&ns, "db-1", &uid).await;
+        same_identity_never_twice(&ns, "db-1", &uid, &watch).await;
         // The other pods were not touched.
         for ((n, _), u) in before.iter().zip(&uids) {
             assert_eq!(
@@ -584,7 +693,10 @@ pub mod floor {
         let ns = TestNs::new("recover-fd").await;
         let t = spread(&ns, "OrderedReady").await;
         let pv = volume_of(&ns, "data-db-1").await;
+        let watch = AttachWatch::start(&ns, &pv).await;
         let (lost, uid) = strand(&ns, &t, "db-1").await;
+        // This test's attachments (other tests on the cluster have their own).
+        let ours: Vec<String> = attachment_names(&ns, &pv).await;
         let started = Instant::now();
         let r = ns
             .plugin(&[
@@ -619,15 +731,20 @@ pub mod floor {
         assert!(model::is_ready(&back));
         assert_ne!(model::node(&back), Some(lost.as_str()));
         assert_eq!(volume_of(&ns, "data-db-1").await, pv);
-        same_identity_never_twice(&ns, "db-1", &uid).await;
-        // The plugin never deleted an attachment.
-        assert!(!audit_cluster_events()
+        same_identity_never_twice(&ns, "db-1", &uid, &watch).await;
+        // The plugin never deleted this test's attachment: the controller detached it.
+        let by_plugin: Vec<String> = audit_cluster_events()
             .iter()
-            .any(|e| e["objectRef"]["resource"] == "volumeattachments"
-                && e["verb"] == "delete"
-                && e["userAgent"]
+            .filter(|e| e["objectRef"]["resource"] == "volumeattachments" && e["verb"] == "delete")
+            .filter(|e| ours.iter().any(|n| e["objectRef"]["name"] == *n))
+            .filter(|e| {
+                e["userAgent"]
                     .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))));
+                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
+            })
+            .map(|e| e["requestURI"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert!(by_plugin.is_empty(), "{by_plugin:?}");
         t.power(&lost, true).await;
     }
 
@@ -636,7 +753,10 @@ pub mod floor {
         let ns = TestNs::new("recover-va").await;
         let t = spread(&ns, "OrderedReady").await;
         let pv = volume_of(&ns, "data-db-1").await;
+        let watch = AttachWatch::start(&ns, &pv).await;
         let (lost, uid) = strand(&ns, &t, "db-1").await;
+        // This test's attachments (other tests on the cluster have their own).
+        let ours: Vec<String> = attachment_names(&ns, &pv).await;
         let started = Instant::now();
         let r = ns
             .plugin(&[
@@ -664,6 +784,7 @@ pub mod floor {
         let deleted: Vec<String> = audit_cluster_events()
             .iter()
             .filter(|e| e["objectRef"]["resource"] == "volumeattachments" && e["verb"] == "delete")
+            .filter(|e| ours.iter().any(|n| e["objectRef"]["name"] == *n))
             .filter(|e| {
                 e["userAgent"]
                     .as_str()
@@ -676,7 +797,7 @@ pub mod floor {
         assert!(model::is_ready(&back));
         assert_ne!(model::node(&back), Some(lost.as_str()));
         assert_eq!(volume_of(&ns, "data-db-1").await, pv);
-        same_identity_never_twice(&ns, "db-1", &uid).await;
+        same_identity_never_twice(&ns, "db-1", &uid, &watch).await;
         t.power(&lost, true).await;
     }
 }
