@@ -22,13 +22,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::storage::SIM_PROVISIONER;
 use crate::util::{api_code, is_gone_or_conflict};
 
-/// Our CSI driver's name (the same as the provisioner's).
-pub const DRIVER: &str = SIM_PROVISIONER;
-/// The finalizer a CSI external-attacher puts on its VolumeAttachments.
-pub const FINALIZER: &str = "external-attacher/sts-safe-dev-sim";
+/// Our CSI driver's name. Not the provisioner's `sts-safe.dev/sim`: a CSI driver name
+/// (and the CSIDriver object's name) must be a DNS subdomain, without `/`.
+pub const DRIVER: &str = "sim.sts-safe.dev";
+/// The finalizer a CSI external-attacher puts on its VolumeAttachments
+/// (`external-attacher/` and the driver name with every other character than
+/// alphanumerics replaced by `-`).
+pub const FINALIZER: &str = "external-attacher/sim-sts-safe-dev";
 const RETRY: Duration = Duration::from_secs(1);
 
 /// The unique volume name kubelet and the attach/detach controller use for a CSI volume.
@@ -412,7 +414,7 @@ mod tests {
                 |_| Some(csi_pv.clone()),
                 |_| true
             ),
-            Ok(vec!["kubernetes.io/csi/sts-safe.dev/sim^pvc-1".to_string()])
+            Ok(vec!["kubernetes.io/csi/sim.sts-safe.dev^pvc-1".to_string()])
         );
         assert_eq!(
             mount_gate(
@@ -435,7 +437,7 @@ mod tests {
         assert!(!is_attached(&detaching, "pvc-1", "n1"));
         assert_eq!(
             unique_name("pvc-1"),
-            "kubernetes.io/csi/sts-safe.dev/sim^pvc-1"
+            "kubernetes.io/csi/sim.sts-safe.dev^pvc-1"
         );
     }
 }

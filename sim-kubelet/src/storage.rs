@@ -1,5 +1,5 @@
 //! A dynamic provisioner for StorageClasses whose provisioner is `sts-safe.dev/sim`:
-//! creates a pre-bound CSI PersistentVolume (driver `sts-safe.dev/sim`, attached by our
+//! creates a pre-bound CSI PersistentVolume (driver `sim.sts-safe.dev`, attached by our
 //! external-attacher in `attach.rs`) for each pending claim the
 //! kube-controller-manager's PV binder hands to it (annotation
 //! `volume.kubernetes.io/storage-provisioner`, or its beta name on old servers; the binder
@@ -123,7 +123,7 @@ pub fn build_pv(pvc: &PersistentVolumeClaim, prov: &Provisioning) -> PersistentV
             persistent_volume_reclaim_policy: Some(prov.reclaim_policy.clone()),
             volume_mode: spec.volume_mode.clone(),
             csi: Some(CSIPersistentVolumeSource {
-                driver: SIM_PROVISIONER.into(),
+                driver: crate::attach::DRIVER.into(),
                 volume_handle: name.clone(),
                 volume_attributes: Some(BTreeMap::from([(
                     "path".to_string(),
@@ -557,7 +557,7 @@ mod tests {
             Some("Delete")
         );
         let csi = spec.csi.as_ref().unwrap();
-        assert_eq!(csi.driver, SIM_PROVISIONER);
+        assert_eq!(csi.driver, crate::attach::DRIVER);
         assert_eq!(csi.volume_handle, "pvc-abc");
         assert_eq!(
             csi.volume_attributes.as_ref().unwrap()["path"],
