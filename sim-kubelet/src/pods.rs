@@ -381,8 +381,6 @@ impl PodWorker {
             if self.saw_off {
                 self.saw_off = false;
                 if let Some(sim) = self.sim.take() {
-                    info!(pod = %format!("{}/{}", self.ns, self.name), %node,
-                        "node is back: starting the pod again");
                     self.rebooted = Some(sim.pod_ip);
                 }
             }
@@ -628,6 +626,7 @@ impl PodWorker {
         let sim = self.sim.get_or_insert_with(|| {
             if let Some(ip) = rebooted {
                 // Back from a power-off: the containers start afresh.
+                info!(pod = %full_name(pod), %node, "node is back: starting the pod again");
                 return SimState {
                     accepted_at: Timestamp::now(),
                     pod_ip: ip,
