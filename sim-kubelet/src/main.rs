@@ -2,6 +2,7 @@
 //! a local Kubernetes test control plane that has neither (etcd + kube-apiserver +
 //! kube-controller-manager).
 
+mod attach;
 mod behavior;
 mod classes;
 mod events;
@@ -24,8 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -33,7 +33,8 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::events::Recorder;
-use crate::pods::{PodCtx, Timing};
+use crate::node::{Heartbeats, Nodes};
+use crate::pods::{Caches, PodCtx, Timing};
 use crate::util::api_code;
 
 /// The User-Agent of every request, so audit logs tell the simulator's requests apart.
@@ -49,7 +50,8 @@ struct Args {
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
     context: Option<String>,
-    /// Number of nodes to register (sim-node-0..N-1).
+    /// Number of built-in nodes to register (sim-node-0..N-1); Nodes labelled
+    /// sim.sts-safe.dev/node=true are played too.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     nodes: u16,
     /// Time from a pod being bound until its containers run (and, if healthy, are Ready).
@@ -65,6 +67,15 @@ struct Args {
     /// Time between two crashes of a crash-looping container.
     #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     crash_interval: Duration,
+    /// How often each node's Lease in kube-node-lease is renewed.
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
+    lease_renew: Duration,
+    /// How often each node posts its status (Ready heartbeat).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    status_every: Duration,
+    /// Time the CSI external-attacher takes to attach or detach a volume.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    attach_delay: Duration,
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -127,11 +138,10 @@ async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Registers nodes, ensures storage classes, starts all watches; returns once the
-/// watches have listed their objects.
+/// Registers nodes, ensures storage classes and the CSIDriver, starts all watches;
+/// returns once the watches have listed their objects.
 async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
-    let nodes = node::sim_nodes(usize::from(args.nodes));
-    let since = Time(Timestamp::now());
+    let builtin = node::sim_nodes(usize::from(args.nodes));
     // Nodes report the server's version as their kubelet's, as a real cluster's do.
     let info = retry("reading the server version", || async {
         Ok(client.apiserver_version().await?)
@@ -143,34 +153,52 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
         ensure_namespace(&client, node::LEASE_NAMESPACE)
     })
     .await;
-    for n in &nodes {
-        let uid = retry(&format!("registering node {}", n.name), || {
-            node::register(&client, n, &since)
+    for n in &builtin {
+        retry(&format!("registering node {}", n.name), || {
+            node::register(&client, n)
         })
         .await;
         info!(node = %n.name, "registered node");
-        tokio::spawn(node::heartbeat(
-            client.clone(),
-            n.clone(),
-            uid,
-            since.clone(),
-        ));
     }
+    let nodes = Arc::new(Nodes::default());
+    let (nodes_ready_tx, nodes_ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(node::run(
+        client.clone(),
+        nodes.clone(),
+        builtin,
+        Heartbeats {
+            lease_renew: args.lease_renew,
+            status_every: args.status_every,
+        },
+        nodes_ready_tx,
+    ));
     retry("ensuring storage classes", || {
         classes::ensure_classes(&client)
     })
     .await;
+    retry("ensuring the CSIDriver", || attach::ensure_driver(&client)).await;
 
     let recorder = Recorder::new(client.clone());
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(4);
     let (resize, resize_queue) = resize::channel();
-    let storage = storage::start(client.clone(), recorder.clone(), ready_tx, resize.clone());
+    let storage = storage::start(
+        client.clone(),
+        recorder.clone(),
+        ready_tx.clone(),
+        resize.clone(),
+    );
+    let attachments = attach::start(
+        client.clone(),
+        args.attach_delay,
+        storage.changes_tx.clone(),
+        ready_tx,
+    );
     resize::start(
         client.clone(),
         recorder.clone(),
         resize::Caches {
             claims: storage.claims.clone(),
-            volumes: storage.volumes,
+            volumes: storage.volumes.clone(),
             classes: storage.classes,
         },
         resize_queue,
@@ -180,21 +208,26 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
         delete_delay: args.delete_delay,
         crash_interval: args.crash_interval,
     };
-    let mut ctx = PodCtx::new(
+    let (mut ctx, pod_writer) = PodCtx::new(
         client,
         nodes,
         timing,
         recorder,
-        storage.claims,
-        storage.claim_changes,
+        Caches {
+            claims: storage.claims,
+            volumes: storage.volumes,
+            attachments,
+            claim_changes: storage.claim_changes,
+        },
     );
     ctx.scheduling = !args.no_scheduler;
     ctx.resize = Some(resize);
     let ctx = Arc::new(ctx);
     let (pods_ready_tx, pods_ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(pods::run(ctx, pods_ready_tx));
+    nodes_ready_rx.await.context("node watch stopped")?;
+    tokio::spawn(pods::run(ctx, pod_writer, pods_ready_tx));
 
-    for _ in 0..3 {
+    for _ in 0..4 {
         if ready_rx.recv().await.is_none() {
             break;
         }
@@ -232,6 +265,9 @@ async fn main() -> anyhow::Result<()> {
         ready_delay = %humantime::format_duration(args.ready_delay),
         delete_delay = %humantime::format_duration(args.delete_delay),
         crash_interval = %humantime::format_duration(args.crash_interval),
+        lease_renew = %humantime::format_duration(args.lease_renew),
+        status_every = %humantime::format_duration(args.status_every),
+        attach_delay = %humantime::format_duration(args.attach_delay),
         "starting"
     );
     let mut config = config;

@@ -3,18 +3,19 @@
 //! graceful deletion.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Binding, Container, ObjectReference, PersistentVolumeClaim, Pod, PodCondition,
+    Binding, Container, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
 };
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -23,11 +24,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::attach::{is_attached, mount_gate};
 use crate::behavior::pod_behavior;
 use crate::events::{object_ref, EventSpec, ObjectEvents, Recorder, KUBELET, SCHEDULER};
-use crate::node::NODE_IP;
+use crate::node::{Nodes, NODE_IP};
 use crate::resize::ResizeHandle;
-use crate::scheduling::{feasible_nodes, needs_scheduling, volume_blocker, SimNode};
+use crate::scheduling::{feasible_nodes, needs_scheduling, pick_node, volume_blocker};
 use crate::status::{build_status, pod_ip, StatusInput};
 use crate::timeline::{Happening, Plan, Stage};
 use crate::util::{api_code, is_gone_or_conflict};
@@ -49,44 +51,91 @@ pub struct Timing {
 /// What every pod worker shares.
 pub struct PodCtx {
     pub client: Client,
-    pub nodes: Vec<SimNode>,
+    /// The nodes we play, their power and the volumes in use on them.
+    pub nodes: Arc<Nodes>,
     pub timing: Timing,
     pub recorder: Recorder,
     pub claims: Store<PersistentVolumeClaim>,
+    pub volumes: Store<PersistentVolume>,
+    pub attachments: Store<VolumeAttachment>,
+    /// Bumped on every claim, volume and VolumeAttachment change.
     pub claim_changes: watch::Receiver<u64>,
     /// Whether we bind pending pods; false when a real kube-scheduler does.
     pub scheduling: bool,
     /// Told when a pod starts (mounts its claims), for the filesystem resize.
     pub resize: Option<ResizeHandle>,
-    next_node: AtomicUsize,
+    /// Every pod (the scheduler counts the pods of each node).
+    pods: Store<Pod>,
+    /// Pods we bound whose binding the watch may not show yet: uid → node.
+    recent_binds: Mutex<HashMap<String, String>>,
     next_ip: AtomicU32,
 }
 
+/// The caches the pod workers read.
+pub struct Caches {
+    pub claims: Store<PersistentVolumeClaim>,
+    pub volumes: Store<PersistentVolume>,
+    pub attachments: Store<VolumeAttachment>,
+    pub claim_changes: watch::Receiver<u64>,
+}
+
 impl PodCtx {
+    /// The context and the writer of its pod cache (for [`run`]).
     pub fn new(
         client: Client,
-        nodes: Vec<SimNode>,
+        nodes: Arc<Nodes>,
         timing: Timing,
         recorder: Recorder,
-        claims: Store<PersistentVolumeClaim>,
-        claim_changes: watch::Receiver<u64>,
-    ) -> Self {
-        Self {
+        caches: Caches,
+    ) -> (Self, reflector::store::Writer<Pod>) {
+        let (pods, writer) = reflector::store();
+        let ctx = Self {
             client,
             nodes,
             timing,
             recorder,
-            claims,
-            claim_changes,
+            claims: caches.claims,
+            volumes: caches.volumes,
+            attachments: caches.attachments,
+            claim_changes: caches.claim_changes,
             scheduling: true,
             resize: None,
-            next_node: AtomicUsize::new(0),
+            pods,
+            recent_binds: Mutex::new(HashMap::new()),
             next_ip: AtomicU32::new(0),
-        }
+        };
+        (ctx, writer)
     }
 
     fn is_our_node(&self, name: &str) -> bool {
-        self.nodes.iter().any(|n| n.name == name)
+        self.nodes.is_played(name)
+    }
+
+    /// The non-terminated pods bound to each node, counting our bindings the watch does
+    /// not show yet.
+    fn node_loads(&self) -> HashMap<String, usize> {
+        let pods = self.pods.state();
+        let mut loads: HashMap<String, usize> = HashMap::new();
+        let mut unbound: HashSet<&str> = HashSet::new();
+        for p in &pods {
+            if is_terminal(p) {
+                continue;
+            }
+            match node_name(p) {
+                Some(n) => *loads.entry(n.to_string()).or_default() += 1,
+                None => {
+                    if let Some(uid) = p.metadata.uid.as_deref() {
+                        unbound.insert(uid);
+                    }
+                }
+            }
+        }
+        let mut recent = self.recent_binds.lock().expect("binds lock");
+        recent.retain(|uid, _| unbound.contains(uid.as_str()));
+        for n in recent.values() {
+            *loads.entry(n.clone()).or_default() += 1;
+        }
+        loads
     }
 }
 
@@ -118,15 +167,43 @@ impl Drop for Worker {
 }
 
 /// Watches all pods and dispatches them to per-uid workers until the process ends.
-/// `ready` is signalled once the initial list has been handled.
-pub async fn run(ctx: Arc<PodCtx>, ready: oneshot::Sender<()>) {
+/// `ready` is signalled once the initial list has been handled. When a node we play
+/// appears, the pods already bound to it get workers.
+pub async fn run(
+    ctx: Arc<PodCtx>,
+    writer: reflector::store::Writer<Pod>,
+    ready: oneshot::Sender<()>,
+) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
     futures::pin_mut!(stream);
     let mut ready = Some(ready);
     let mut workers: HashMap<String, Worker> = HashMap::new();
     let mut listed: Option<HashSet<String>> = None;
-    while let Some(ev) = stream.next().await {
+    let mut node_changes = ctx.nodes.subscribe();
+    let mut known = ctx.nodes.names();
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => match ev {
+                Some(ev) => ev,
+                None => return,
+            },
+            Ok(()) = node_changes.changed() => {
+                let names = ctx.nodes.names();
+                let new: HashSet<String> = names.difference(&known).cloned().collect();
+                known = names;
+                if !new.is_empty() {
+                    for pod in ctx.pods.state() {
+                        if node_name(&pod).is_some_and(|n| new.contains(n)) {
+                            dispatch(&ctx, &mut workers, (*pod).clone());
+                        }
+                    }
+                }
+                continue;
+            }
+        };
         match ev {
             Ok(watcher::Event::Apply(pod)) => dispatch(&ctx, &mut workers, pod),
             Ok(watcher::Event::InitApply(pod)) => {
@@ -140,12 +217,19 @@ pub async fn run(ctx: Arc<PodCtx>, ready: oneshot::Sender<()>) {
                     if workers.remove(uid).is_some() {
                         debug!(pod = %full_name(&pod), %uid, "pod gone; worker stopped");
                     }
+                    ctx.nodes.clear_in_use(uid);
                 }
             }
             Ok(watcher::Event::Init) => listed = Some(HashSet::new()),
             Ok(watcher::Event::InitDone) => {
                 if let Some(set) = listed.take() {
-                    workers.retain(|uid, _| set.contains(uid));
+                    workers.retain(|uid, _| {
+                        let keep = set.contains(uid);
+                        if !keep {
+                            ctx.nodes.clear_in_use(uid);
+                        }
+                        keep
+                    });
                 }
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
@@ -165,8 +249,13 @@ fn dispatch(ctx: &Arc<PodCtx>, workers: &mut HashMap<String, Worker>, pod: Pod) 
         return;
     };
     if let Some(w) = workers.get(&uid) {
-        w.tx.send_replace(Arc::new(pod));
-        return;
+        // A worker that gave up on the pod (e.g. bound to a node we did not play yet)
+        // is replaced; one that finished a deletion is not.
+        if !w.task.is_finished() || pod.metadata.deletion_timestamp.is_some() {
+            w.tx.send_replace(Arc::new(pod));
+            return;
+        }
+        workers.remove(&uid);
     }
     let relevant = !is_terminal(&pod)
         && ((ctx.scheduling && needs_scheduling(&pod))
@@ -202,6 +291,7 @@ struct SimState {
 struct Wake {
     at: Option<Instant>,
     on_claim_change: bool,
+    on_node_change: bool,
 }
 
 impl Wake {
@@ -230,6 +320,13 @@ struct PodWorker {
     sched: SchedState,
     sim: Option<SimState>,
     claim_changes: watch::Receiver<u64>,
+    node_changes: watch::Receiver<u64>,
+    /// The pod's node was seen powered off: when it is back, the pod starts afresh.
+    saw_off: bool,
+    /// The node came back: the next start is a fresh one (reboot), keeping the IP.
+    rebooted: Option<String>,
+    /// What the pod's start waits for (volumes), as last logged.
+    waiting: Option<String>,
 }
 
 impl PodWorker {
@@ -240,6 +337,7 @@ impl PodWorker {
         let events =
             ObjectEvents::new(ctx.recorder.clone(), object_ref("v1", "Pod", &pod.metadata));
         let claim_changes = ctx.claim_changes.clone();
+        let node_changes = ctx.nodes.subscribe();
         // A pod already reported unschedulable (e.g. before a restart) is not reported
         // again for the same reason.
         let reported = pod
@@ -269,6 +367,31 @@ impl PodWorker {
             },
             sim: None,
             claim_changes,
+            node_changes,
+            saw_off: false,
+            rebooted: None,
+            waiting: None,
+        }
+    }
+
+    /// Whether the pod's node is powered off; remembers it, so that the pod starts
+    /// afresh when the node is back.
+    fn node_is_off(&mut self, node: &str) -> bool {
+        if self.ctx.nodes.powered_on(node) {
+            if self.saw_off {
+                self.saw_off = false;
+                if let Some(sim) = self.sim.take() {
+                    self.rebooted = Some(sim.pod_ip);
+                }
+            }
+            false
+        } else {
+            if !self.saw_off {
+                debug!(pod = %format!("{}/{}", self.ns, self.name), %node,
+                    "node is powered off: the pod is left alone");
+            }
+            self.saw_off = true;
+            true
         }
     }
 
@@ -276,34 +399,41 @@ impl PodWorker {
         loop {
             let pod = self.rx.borrow_and_update().clone();
             if is_terminal(&pod) {
+                self.ctx.nodes.clear_in_use(&self.uid);
                 return;
             }
             if let Some(n) = node_name(&pod) {
                 self.bound = Some(n.to_string());
             }
-            if pod.metadata.deletion_timestamp.is_some() {
-                if self
-                    .bound
-                    .as_deref()
-                    .is_some_and(|n| self.ctx.is_our_node(n))
-                {
+            let mut wake = Wake::default();
+            let ours = self.bound.clone().filter(|n| self.ctx.is_our_node(n));
+            if ours.as_deref().is_some_and(|n| self.node_is_off(n)) {
+                // A dead kubelet neither starts, updates nor confirms the deletion of its
+                // pods.
+                wake.on_node_change = true;
+            } else if pod.metadata.deletion_timestamp.is_some() {
+                if ours.is_some() {
                     self.finish_deletion(&pod).await;
                 }
                 return;
-            }
-            let mut wake = Wake::default();
-            if self.bound.is_none() {
-                if !self.ctx.scheduling || !needs_scheduling(&pod) {
-                    return;
+            } else {
+                if self.bound.is_none() {
+                    if !self.ctx.scheduling || !needs_scheduling(&pod) {
+                        return;
+                    }
+                    self.schedule(&pod, &mut wake).await;
                 }
-                self.schedule(&pod, &mut wake).await;
-            }
-            match self.bound.clone() {
-                Some(node) if self.ctx.is_our_node(&node) => {
-                    self.simulate(&pod, &node, &mut wake).await;
+                match self.bound.clone() {
+                    Some(node) if self.ctx.is_our_node(&node) => {
+                        if self.node_is_off(&node) {
+                            wake.on_node_change = true;
+                        } else {
+                            self.simulate(&pod, &node, &mut wake).await;
+                        }
+                    }
+                    Some(_) => return, // bound to a node we do not play
+                    None => {}
                 }
-                Some(_) => return, // bound to a node we do not play
-                None => {}
             }
             tokio::select! {
                 changed = self.rx.changed() => {
@@ -313,6 +443,36 @@ impl PodWorker {
                 }
                 () = sleep_until(wake.at), if wake.at.is_some() => {}
                 _ = self.claim_changes.changed(), if wake.on_claim_change => {}
+                _ = self.node_changes.changed(), if wake.on_node_change => {}
+            }
+        }
+    }
+
+    /// Whether the pod's volumes are attached to `node` (recording them as in use), or
+    /// what it waits for.
+    fn volumes_ready(&mut self, pod: &Pod, node: &str) -> bool {
+        let ns = self.ns.clone();
+        let attachments = self.ctx.attachments.state();
+        let gate = mount_gate(
+            pod,
+            |claim| self.ctx.claims.get(&ObjectRef::new(claim).within(&ns)),
+            |pv| self.ctx.volumes.get(&ObjectRef::new(pv)),
+            |pv| is_attached(&attachments, pv, node),
+        );
+        match gate {
+            Ok(names) => {
+                if self.waiting.take().is_some() {
+                    info!(pod = %full_name(pod), %node, "volumes attached; starting the pod");
+                }
+                self.ctx.nodes.set_in_use(node, &self.uid, names);
+                true
+            }
+            Err(why) => {
+                if self.waiting.as_deref() != Some(why.as_str()) {
+                    debug!(pod = %full_name(pod), %node, reason = %why, "pod waits for its volumes");
+                    self.waiting = Some(why);
+                }
+                false
             }
         }
     }
@@ -320,11 +480,13 @@ impl PodWorker {
     /// Binds the pod to one of our nodes if it fits and its claims are bound.
     async fn schedule(&mut self, pod: &Pod, wake: &mut Wake) {
         self.claim_changes.borrow_and_update();
+        self.node_changes.borrow_and_update();
         let ns = pod.namespace().unwrap_or_default();
-        let candidates = feasible_nodes(pod, &self.ctx.nodes);
+        let nodes = self.ctx.nodes.sim_nodes();
+        let candidates = feasible_nodes(pod, &nodes);
         let blocker = match &candidates {
             Err(msg) => Some(msg.clone()),
-            Ok(_) => volume_blocker(pod, self.ctx.nodes.len(), |claim| {
+            Ok(_) => volume_blocker(pod, nodes.len(), |claim| {
                 self.ctx
                     .claims
                     .get(&ObjectRef::new(claim).within(&ns))
@@ -333,6 +495,7 @@ impl PodWorker {
         };
         if let Some(msg) = blocker {
             wake.on_claim_change = true;
+            wake.on_node_change = true;
             let since = *self
                 .sched
                 .unschedulable_since
@@ -349,8 +512,11 @@ impl PodWorker {
         let Ok(candidates) = candidates else {
             return;
         };
-        let i = self.ctx.next_node.fetch_add(1, Ordering::Relaxed) % candidates.len();
-        let node = candidates[i].name.clone();
+        let loads = self.ctx.node_loads();
+        let Some(picked) = pick_node(&candidates, |n| loads.get(n).copied().unwrap_or(0)) else {
+            return;
+        };
+        let node = picked.name.clone();
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -372,6 +538,11 @@ impl PodWorker {
         match res {
             Ok(_) => {
                 info!(pod = %full_name(pod), uid = %self.uid, %node, "bound pod");
+                self.ctx
+                    .recent_binds
+                    .lock()
+                    .expect("binds lock")
+                    .insert(self.uid.clone(), node.clone());
                 self.bound = Some(node.clone());
                 self.sched = SchedState::default();
                 let msg = format!("Successfully assigned {ns}/{} to {node}", self.name);
@@ -442,7 +613,29 @@ impl PodWorker {
         };
         let ctx = self.ctx.clone();
         let first_look = self.sim.is_none();
+        if first_look {
+            self.claim_changes.borrow_and_update();
+            if !self.volumes_ready(pod, node) {
+                // Pending until the attach/detach controller and the attacher attached
+                // them.
+                wake.on_claim_change = true;
+                return;
+            }
+        }
+        let rebooted = self.rebooted.take();
         let sim = self.sim.get_or_insert_with(|| {
+            if let Some(ip) = rebooted {
+                // Back from a power-off: the containers start afresh.
+                info!(pod = %full_name(pod), %node, "node is back: starting the pod again");
+                return SimState {
+                    accepted_at: Timestamp::now(),
+                    pod_ip: ip,
+                    last_stage: None,
+                    last_written: None,
+                    warned: true,
+                    failures: 0,
+                };
+            }
             let status = pod.status.as_ref();
             let started = status.and_then(|s| s.start_time.clone());
             let ip = status
@@ -651,6 +844,9 @@ impl PodWorker {
             }
         }
         tokio::time::sleep_until(observed + self.ctx.timing.delete_delay).await;
+        // The volumes are unmounted before the pod is gone (and reported at once, so the
+        // attach/detach controller may detach them).
+        self.ctx.nodes.clear_in_use(&self.uid);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {

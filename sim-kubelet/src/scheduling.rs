@@ -1,20 +1,105 @@
-//! Pure scheduling decisions: which pods we schedule, which of our nodes fit a pod, and
-//! whether the pod's persistent volume claims allow it to be scheduled yet.
+//! Pure scheduling decisions: which pods we schedule, which of our nodes fit a pod (node
+//! selector, required node affinity, schedulability, readiness, taints), which of them
+//! to pick, and whether the pod's persistent volume claims allow it to be scheduled yet.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim, Pod,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim, Pod, Taint, Toleration,
 };
 
 /// The scheduler name pods must carry (or leave unset) for us to schedule them.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
-/// A node registered by this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A node this process plays, as the scheduler sees it.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SimNode {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    /// Its Ready condition is True.
+    pub ready: bool,
+}
+
+/// The taint an unschedulable node is treated as having (pods tolerating it, e.g. a
+/// DaemonSet's, may still go there).
+pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// Whether `tol` tolerates `taint` (the API's matching rules: an empty effect matches all
+/// effects; an empty key with `Exists` matches every taint; `Equal`, the default, compares
+/// values).
+pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
+        if effect != taint.effect {
+            return false;
+        }
+    }
+    let key = tol.key.as_deref().unwrap_or_default();
+    let op = tol
+        .operator
+        .as_deref()
+        .filter(|o| !o.is_empty())
+        .unwrap_or("Equal");
+    if key.is_empty() {
+        return op == "Exists";
+    }
+    if key != taint.key {
+        return false;
+    }
+    match op {
+        "Exists" => true,
+        "Equal" => {
+            tol.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+        }
+        _ => false,
+    }
+}
+
+fn tolerated(pod: &Pod, taint: &Taint) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| tolerates(t, taint)))
+}
+
+/// The first NoSchedule/NoExecute taint of the node the pod does not tolerate.
+pub fn untolerated_taint<'a>(pod: &Pod, node: &'a SimNode) -> Option<&'a Taint> {
+    node.taints
+        .iter()
+        .filter(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute"))
+        .find(|t| !tolerated(pod, t))
+}
+
+/// Why a node does not fit a pod.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Misfit {
+    Unschedulable,
+    NotReady,
+    Selector,
+    Taint(String, String),
+}
+
+/// Why `node` cannot take `pod`, or None when it fits.
+pub fn misfit(pod: &Pod, node: &SimNode) -> Option<Misfit> {
+    if node.unschedulable {
+        let taint = Taint {
+            key: UNSCHEDULABLE_TAINT.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        if !tolerated(pod, &taint) {
+            return Some(Misfit::Unschedulable);
+        }
+    }
+    if !node.ready {
+        return Some(Misfit::NotReady);
+    }
+    if !node_fits(pod, node) {
+        return Some(Misfit::Selector);
+    }
+    untolerated_taint(pod, node)
+        .map(|t| Misfit::Taint(t.key.clone(), t.value.clone().unwrap_or_default()))
 }
 
 /// Whether the pod is waiting for the default scheduler.
@@ -99,15 +184,45 @@ pub fn node_fits(pod: &Pod, node: &SimNode) -> bool {
 
 /// The nodes that fit the pod, or the scheduler's message when none does.
 pub fn feasible_nodes<'a>(pod: &Pod, nodes: &'a [SimNode]) -> Result<Vec<&'a SimNode>, String> {
-    let fit: Vec<&SimNode> = nodes.iter().filter(|n| node_fits(pod, n)).collect();
-    if fit.is_empty() {
-        let n = nodes.len();
-        Err(format!(
-            "0/{n} nodes are available: {n} node(s) didn't match node selector."
-        ))
-    } else {
-        Ok(fit)
+    let mut fit = Vec::new();
+    let mut why: BTreeMap<Misfit, usize> = BTreeMap::new();
+    for node in nodes {
+        match misfit(pod, node) {
+            None => fit.push(node),
+            Some(m) => *why.entry(m).or_default() += 1,
+        }
     }
+    if !fit.is_empty() {
+        return Ok(fit);
+    }
+    let n = nodes.len();
+    if why.is_empty() {
+        return Err(format!("0/{n} nodes are available."));
+    }
+    let parts: Vec<String> = why
+        .iter()
+        .map(|(m, c)| match m {
+            Misfit::Unschedulable => format!("{c} node(s) were unschedulable"),
+            Misfit::NotReady => format!("{c} node(s) were not ready"),
+            Misfit::Selector => format!("{c} node(s) didn't match node selector"),
+            Misfit::Taint(k, v) => {
+                format!("{c} node(s) had taint {{{k}: {v}}}, that the pod didn't tolerate")
+            }
+        })
+        .collect();
+    Err(format!("0/{n} nodes are available: {}.", parts.join(", ")))
+}
+
+/// The node to bind to: the one with the fewest pods (`load`), ties by name.
+pub fn pick_node<'a>(
+    candidates: &[&'a SimNode],
+    load: impl Fn(&str) -> usize,
+) -> Option<&'a SimNode> {
+    candidates.iter().copied().min_by(|a, b| {
+        load(&a.name)
+            .cmp(&load(&b.name))
+            .then_with(|| a.name.cmp(&b.name))
+    })
 }
 
 /// Why the pod's claims keep it from being scheduled, if they do. `lookup` finds a claim
@@ -162,8 +277,102 @@ mod tests {
                 ]
                 .into_iter()
                 .collect(),
+                ready: true,
+                ..SimNode::default()
             })
             .collect()
+    }
+
+    fn taint(key: &str, value: &str, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            value: (!value.is_empty()).then(|| value.into()),
+            effect: effect.into(),
+            ..Default::default()
+        }
+    }
+
+    fn tol(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Toleration {
+            key: opt(key),
+            operator: opt(op),
+            value: opt(value),
+            effect: opt(effect),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn toleration_matching() {
+        let t = taint("sts-safe.dev/test", "x", "NoSchedule");
+        assert!(tolerates(
+            &tol("sts-safe.dev/test", "Equal", "x", "NoSchedule"),
+            &t
+        ));
+        assert!(tolerates(&tol("sts-safe.dev/test", "", "x", ""), &t));
+        assert!(tolerates(&tol("sts-safe.dev/test", "Exists", "", ""), &t));
+        assert!(!tolerates(&tol("sts-safe.dev/test", "Equal", "y", ""), &t));
+        assert!(!tolerates(
+            &tol("sts-safe.dev/test", "Exists", "", "NoExecute"),
+            &t
+        ));
+        assert!(!tolerates(&tol("other", "Exists", "", ""), &t));
+        assert!(tolerates(&tol("", "Exists", "", ""), &t));
+        assert!(!tolerates(&tol("", "Equal", "", ""), &t));
+        let bare = taint("node.kubernetes.io/unreachable", "", "NoExecute");
+        assert!(tolerates(
+            &tol("node.kubernetes.io/unreachable", "Exists", "", "NoExecute"),
+            &bare
+        ));
+        assert!(tolerates(
+            &tol("node.kubernetes.io/unreachable", "Equal", "", ""),
+            &bare
+        ));
+    }
+
+    #[test]
+    fn taints_readiness_and_schedulability() {
+        let mut ns = nodes();
+        ns[0].taints = vec![taint("sts-safe.dev/test", "x", "NoSchedule")];
+        ns[1].ready = false;
+        ns[2].unschedulable = true;
+        let pod = pod_with(PodSpec::default());
+        assert_eq!(
+            feasible_nodes(&pod, &ns).unwrap_err(),
+            "0/3 nodes are available: 1 node(s) were unschedulable, 1 node(s) were not ready, \
+             1 node(s) had taint {sts-safe.dev/test: x}, that the pod didn't tolerate."
+        );
+        let tolerant = pod_with(PodSpec {
+            tolerations: Some(vec![tol("sts-safe.dev/test", "Exists", "", "")]),
+            ..Default::default()
+        });
+        let fit = feasible_nodes(&tolerant, &ns).unwrap();
+        assert_eq!(fit.len(), 1);
+        assert_eq!(fit[0].name, "sim-node-0");
+        // PreferNoSchedule is not a filter.
+        ns[0].taints = vec![taint("soft", "", "PreferNoSchedule")];
+        assert_eq!(feasible_nodes(&pod, &ns).unwrap()[0].name, "sim-node-0");
+        // Tolerating the unschedulable taint (DaemonSets do) lets a pod onto a cordoned node.
+        let ds = pod_with(PodSpec {
+            tolerations: Some(vec![tol(UNSCHEDULABLE_TAINT, "Exists", "", "NoSchedule")]),
+            ..Default::default()
+        });
+        assert_eq!(feasible_nodes(&ds, &ns).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn fewest_pods_wins_ties_by_name() {
+        let ns = nodes();
+        let all: Vec<&SimNode> = ns.iter().collect();
+        let load = |n: &str| match n {
+            "sim-node-0" => 2,
+            "sim-node-1" => 1,
+            _ => 1,
+        };
+        assert_eq!(pick_node(&all, load).unwrap().name, "sim-node-1");
+        assert_eq!(pick_node(&all, |_| 0).unwrap().name, "sim-node-0");
+        assert!(pick_node(&[], |_| 0).is_none());
     }
 
     fn pod_with(spec: PodSpec) -> Pod {

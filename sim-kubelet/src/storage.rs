@@ -1,5 +1,6 @@
 //! A dynamic provisioner for StorageClasses whose provisioner is `sts-safe.dev/sim`:
-//! creates a pre-bound hostPath PersistentVolume for each pending claim the
+//! creates a pre-bound CSI PersistentVolume (driver `sim.sts-safe.dev`, attached by our
+//! external-attacher in `attach.rs`) for each pending claim the
 //! kube-controller-manager's PV binder hands to it (annotation
 //! `volume.kubernetes.io/storage-provisioner`, or its beta name on old servers; the binder
 //! sets it only when no existing volume matches, so a volume pre-bound to the claim's name
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    CSIPersistentVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
     PersistentVolumeSpec,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -121,9 +122,14 @@ pub fn build_pv(pvc: &PersistentVolumeClaim, prov: &Provisioning) -> PersistentV
             storage_class_name: (!prov.pv_class.is_empty()).then(|| prov.pv_class.clone()),
             persistent_volume_reclaim_policy: Some(prov.reclaim_policy.clone()),
             volume_mode: spec.volume_mode.clone(),
-            host_path: Some(HostPathVolumeSource {
-                path: format!("{HOST_PATH_ROOT}/{name}"),
-                type_: Some("DirectoryOrCreate".into()),
+            csi: Some(CSIPersistentVolumeSource {
+                driver: crate::attach::DRIVER.into(),
+                volume_handle: name.clone(),
+                volume_attributes: Some(BTreeMap::from([(
+                    "path".to_string(),
+                    format!("{HOST_PATH_ROOT}/{name}"),
+                )])),
+                ..Default::default()
             }),
             claim_ref: Some(ObjectReference {
                 api_version: Some("v1".into()),
@@ -166,7 +172,10 @@ pub struct Storage {
     pub claims: Store<PersistentVolumeClaim>,
     pub volumes: Store<PersistentVolume>,
     pub classes: Store<StorageClass>,
+    /// Bumped on every claim and volume change (and by the attacher on every
+    /// VolumeAttachment change).
     pub claim_changes: watch::Receiver<u64>,
+    pub changes_tx: watch::Sender<u64>,
 }
 
 /// Starts the StorageClass, PersistentVolumeClaim and PersistentVolume watches; `ready`
@@ -182,6 +191,8 @@ pub fn start(
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
     let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
     let (changes_tx, claim_changes) = watch::channel(0u64);
+    let storage_changes = changes_tx.clone();
+    let volume_changes = changes_tx.clone();
     let prov = Arc::new(Provisioner {
         client: client.clone(),
         recorder,
@@ -272,6 +283,7 @@ pub fn start(
             while let Some(ev) = stream.next().await {
                 match ev {
                     Ok(watcher::Event::Apply(pv)) => {
+                        volume_changes.send_modify(|n| *n += 1);
                         if let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
                             if let (Some(ns), Some(name)) = (&r.namespace, &r.name) {
                                 resize.claim_changed(ns, name);
@@ -282,6 +294,7 @@ pub fn start(
                         }
                     }
                     Ok(watcher::Event::InitApply(pv)) => {
+                        volume_changes.send_modify(|n| *n += 1);
                         if should_delete(&pv) {
                             prov.delete_volume(pv);
                         }
@@ -290,9 +303,10 @@ pub fn start(
                         if let Some(r) = ready.take() {
                             let _ = r.send("persistentvolumes").await;
                         }
+                        volume_changes.send_modify(|n| *n += 1);
                         resize.relisted();
                     }
-                    Ok(_) => {}
+                    Ok(_) => volume_changes.send_modify(|n| *n += 1),
                     Err(e) => warn!(error = %e, "volume watch failed; retrying"),
                 }
             }
@@ -304,6 +318,7 @@ pub fn start(
         volumes,
         classes,
         claim_changes,
+        changes_tx: storage_changes,
     }
 }
 
@@ -541,10 +556,14 @@ mod tests {
             spec.persistent_volume_reclaim_policy.as_deref(),
             Some("Delete")
         );
+        let csi = spec.csi.as_ref().unwrap();
+        assert_eq!(csi.driver, crate::attach::DRIVER);
+        assert_eq!(csi.volume_handle, "pvc-abc");
         assert_eq!(
-            spec.host_path.as_ref().unwrap().path,
+            csi.volume_attributes.as_ref().unwrap()["path"],
             "/var/lib/sim-kubelet/pvc-abc"
         );
+        assert!(spec.host_path.is_none());
         let claim_ref = spec.claim_ref.as_ref().unwrap();
         assert_eq!(claim_ref.uid.as_deref(), Some("abc"));
         assert_eq!(claim_ref.kind.as_deref(), Some("PersistentVolumeClaim"));

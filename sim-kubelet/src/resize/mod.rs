@@ -1,6 +1,6 @@
 //! A CSI external-resizer for the volumes we provision, and the kubelet's filesystem
 //! expansion. kube-controller-manager's expand controller finds no expandable plugin for
-//! a hostPath volume, records `ExternalExpanding` on the claim and leaves it to an
+//! a CSI volume of ours, records `ExternalExpanding` on the claim and leaves it to an
 //! external controller: this one. Driven by the claim and volume watches of `storage.rs`
 //! (every change of a claim, or of a volume bound to one, names the claim; a relist has
 //! every claim looked at) and by the pod workers (a pod on our node starts, i.e. mounts
