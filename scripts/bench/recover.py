@@ -17,6 +17,7 @@ detaches only after its 6-minute timeout) is measured on the 1.20 cluster by
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -45,6 +46,7 @@ spec:
       labels: {{app: {sts}}}
       annotations: {{sim.sts-safe.dev/ready-delay: {ready}}}
     spec:
+      terminationGracePeriodSeconds: 3
       nodeSelector: {{topology.kubernetes.io/zone: {zone}}}
       tolerations: [{{key: sts-safe.dev/test, operator: Exists, effect: NoSchedule}}]
       containers: [{{name: db, image: "postgres:17"}}]
@@ -109,8 +111,10 @@ def one_run(plugin: str, kubeconfig: str | None, method: str, timeout: str, work
     lost = pod["spec"]["nodeName"]
     _kubectl("annotate", "node", lost, "sim.sts-safe.dev/power=off", "--overwrite")
     t_off = time.time()
-    _wait("the pod stranded (Terminating on an Unknown node)", 180, lambda: (
-        (p := _pod(f"{STS}-0")) is not None and p["metadata"].get("deletionTimestamp") and not _node_ready(lost)))
+    _wait("the pod stranded (Terminating past its grace period on an Unknown node)", 180, lambda: (
+        (p := _pod(f"{STS}-0")) is not None and p["metadata"].get("deletionTimestamp")
+        and datetime.datetime.fromisoformat(p["metadata"]["deletionTimestamp"].replace("Z", "+00:00"))
+        < datetime.datetime.now(datetime.timezone.utc) and not _node_ready(lost)))
     stranded_after = time.time() - t_off
     cmd = [plugin, "recover", STS, "-n", NS, "--min-down", "5s", "--yes", "--fence-cmd", "true",
            "--method", method, "--timeout", timeout, "-o", "json"]

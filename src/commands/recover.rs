@@ -71,6 +71,9 @@ pub async fn run(ctx: &Ctx, args: &RecoverArgs) -> Result<i32> {
         if ctx.output != Output::Text {
             render::show(ctx.output, &plan)?;
         }
+        for w in &plan.warnings {
+            render::note(format!("warning: {w}"));
+        }
         render::note(format!(
             "statefulset \"{name}\": no pod is stranded on a lost node: nothing to recover"
         ));

@@ -312,6 +312,14 @@ pub fn plan(inp: &RecoverInputs, namespace: &str) -> Result<RecoverPlan, String>
             ));
         }
         let Some(state) = stranded_state(pod, node, inp.now) else {
+            if let (Some(n), Some(t)) = (node, pod.metadata.deletion_timestamp.as_ref()) {
+                if !nodes::is_ready(n) {
+                    warnings.push(format!(
+                        "pod \"{name}\" on node \"{node_name}\" (not Ready) is Terminating within its grace period, which ends in {}: run recover again then",
+                        format_age(t.0.as_second() - inp.now.as_second())
+                    ));
+                }
+            }
             continue;
         };
         let node = node.expect("stranded pods have a node");

@@ -22,21 +22,22 @@ async fn the_server_is_the_expected_version() {
             "server {version} is none of the local cluster's versions {SUPPORTED:?}"
         ),
     }
-    // The nodes are sim-kubelet's, on every version.
+    // The nodes are sim-kubelet's, on every version: its own `sim-node-*`, and the nodes
+    // tests create for themselves (recover), which carry its label too.
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(ns.client.clone());
     let list = nodes.list(&Default::default()).await.expect("list nodes");
+    let names: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    assert!(names.iter().any(|n| n == "sim-node-0"), "{names:?}");
     assert!(
-        !list.items.is_empty()
-            && list.items.iter().all(|n| n
-                .metadata
-                .name
-                .as_deref()
-                .unwrap_or("")
-                .starts_with("sim-node-")),
-        "{:?}",
-        list.items
-            .iter()
-            .map(|n| n.metadata.name.clone())
-            .collect::<Vec<_>>()
+        list.items.iter().all(|n| n
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.get("sim.sts-safe.dev/node").map(String::as_str) == Some("true"))),
+        "every node is played by sim-kubelet: {names:?}"
     );
 }
