@@ -118,10 +118,10 @@ async fn trial(i: usize, delay_ms: u64) -> String {
 #[tokio::test]
 async fn kill_9_during_recover_then_a_rerun_completes_and_one_identity_never_runs_twice() {
     let mut rng = seeded("kill -9 recover", TRIALS);
-    // A run takes about 1-2 s from its start to the delete, then waits for the pod.
-    // Spread over 0-4 s: trial i dies somewhere in [400 i, 400 (i + 1)) ms.
+    // A run takes about 1.5 s here (the replacement's ready delay is 300 ms): spread the
+    // kills over it, trial i somewhere in [150 i, 150 (i + 1)) ms.
     let delays: Vec<u64> = (0..TRIALS as u64)
-        .map(|i| 400 * i + rng.random_range(0..400))
+        .map(|i| 150 * i + rng.random_range(0..150))
         .collect();
     let points =
         futures::future::join_all(delays.iter().enumerate().map(|(i, d)| trial(i, *d))).await;
