@@ -490,7 +490,9 @@ pub async fn execute(
                     method,
                     deleted_at,
                 );
-                line.set(msg.clone());
+                if done.is_none() {
+                    line.set(msg);
+                }
                 match done {
                     Some(p) => Poll::Done(p),
                     None => Poll::Pending(Some(Duration::from_secs(1))),
@@ -627,10 +629,19 @@ fn replacement_state(
             None => (None, "waiting to be scheduled".into()),
             Some(n) if n == lost => (None, format!("still bound to {lost}")),
             Some(n) if !model::is_ready(&p) => {
-                let attached = on(n).iter().filter(|va| nodes::is_attached(va)).count();
+                let attached = on(n)
+                    .into_iter()
+                    .filter(|va| nodes::is_attached(va))
+                    .filter(|va| {
+                        nodes::attachment_volume(va).is_some_and(|v| volumes.iter().any(|w| w == v))
+                    })
+                    .count();
                 (
                     None,
-                    format!("on {n}: {attached} volume(s) attached, starting"),
+                    format!(
+                        "on {n}: {attached} of {} volume(s) attached, starting",
+                        volumes.len()
+                    ),
                 )
             }
             Some(_) => (Some(p), "Ready".into()),

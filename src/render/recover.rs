@@ -97,6 +97,12 @@ impl Report for RecoverPlan {
                         n.owner.clone(),
                         if n.tolerates {
                             "stays (tolerates the taint)".into()
+                        } else if p
+                            .pods
+                            .iter()
+                            .any(|s| s.name == n.name && n.namespace == p.namespace)
+                        {
+                            "deleted by this run (grace period 0), volumes detached".into()
                         } else {
                             "force-deleted by the control plane, volumes detached".into()
                         },
