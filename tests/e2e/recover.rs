@@ -696,15 +696,47 @@ pub mod floor {
 
     use super::*;
 
-    #[tokio::test]
-    async fn recover_force_delete_waits_for_the_controllers_force_detach() {
-        let ns = TestNs::new("recover-fd").await;
+    /// A 3-replica StatefulSet on nodes of its own with db-1 stranded, its volume watched.
+    struct Stranded {
+        ns: TestNs,
+        t: TestNodes,
+        pv: String,
+        watch: AttachWatch,
+        lost: String,
+        uid: String,
+        /// This test's attachments (other tests on the cluster have their own).
+        ours: Vec<String>,
+    }
+
+    async fn stranded_db1(prefix: &str) -> Stranded {
+        let ns = TestNs::new(prefix).await;
         let t = spread(&ns, "OrderedReady").await;
         let pv = volume_of(&ns, "data-db-1").await;
         let watch = AttachWatch::start(&ns, &pv).await;
         let (lost, uid) = strand(&ns, &t, "db-1").await;
-        // This test's attachments (other tests on the cluster have their own).
-        let ours: Vec<String> = attachment_names(&ns, &pv).await;
+        let ours = attachment_names(&ns, &pv).await;
+        Stranded {
+            ns,
+            t,
+            pv,
+            watch,
+            lost,
+            uid,
+            ours,
+        }
+    }
+
+    #[tokio::test]
+    async fn recover_force_delete_waits_for_the_controllers_force_detach() {
+        let Stranded {
+            ns,
+            t,
+            pv,
+            watch,
+            lost,
+            uid,
+            ours,
+        } = stranded_db1("recover-fd").await;
         let started = Instant::now();
         let r = ns
             .plugin(&[
@@ -758,13 +790,15 @@ pub mod floor {
 
     #[tokio::test]
     async fn recover_force_delete_with_delete_attachments_does_not_wait_for_the_timeout() {
-        let ns = TestNs::new("recover-va").await;
-        let t = spread(&ns, "OrderedReady").await;
-        let pv = volume_of(&ns, "data-db-1").await;
-        let watch = AttachWatch::start(&ns, &pv).await;
-        let (lost, uid) = strand(&ns, &t, "db-1").await;
-        // This test's attachments (other tests on the cluster have their own).
-        let ours: Vec<String> = attachment_names(&ns, &pv).await;
+        let Stranded {
+            ns,
+            t,
+            pv,
+            watch,
+            lost,
+            uid,
+            ours,
+        } = stranded_db1("recover-va").await;
         let started = Instant::now();
         let r = ns
             .plugin(&[

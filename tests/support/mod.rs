@@ -553,9 +553,9 @@ impl Pty {
     }
 }
 
-/// Every request about objects in `namespace`, by anyone, as the API server's audit log
-/// recorded them (scripts/audit-policy.yaml; one event per request, at ResponseComplete).
-pub fn audit_events(namespace: &str) -> Vec<serde_json::Value> {
+/// Every completed request the API server's audit log recorded whose object reference's
+/// namespace is `namespace` (null: cluster-scoped objects).
+fn audit_where(namespace: &serde_json::Value) -> Vec<serde_json::Value> {
     let path = kubeconfig()
         .parent()
         .expect("state dir")
@@ -563,21 +563,19 @@ pub fn audit_events(namespace: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == namespace)
+        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == *namespace)
         .collect()
+}
+
+/// Every request about objects in `namespace`, by anyone, as the API server's audit log
+/// recorded them (scripts/audit-policy.yaml; one event per request, at ResponseComplete).
+pub fn audit_events(namespace: &str) -> Vec<serde_json::Value> {
+    audit_where(&serde_json::Value::from(namespace))
 }
 
 /// Every request about cluster-scoped objects (nodes, VolumeAttachments), by anyone.
 pub fn audit_cluster_events() -> Vec<serde_json::Value> {
-    let path = kubeconfig()
-        .parent()
-        .expect("state dir")
-        .join("logs/audit.log");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"].is_null())
-        .collect()
+    audit_where(&serde_json::Value::Null)
 }
 
 /// The plugin's requests about objects in `namespace` ([`audit_events`]): told apart
