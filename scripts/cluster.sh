@@ -23,8 +23,9 @@
 #           then wait for /readyz; etcd, controller manager and simulator keep running
 #           (fault-injection tests); with SECONDS_DOWN, it stays stopped that long first.
 #           The previous log is kept as kube-apiserver.log.1.
-#           With the real scheduler (v1.37.2), kube-scheduler is restarted the same way
-#           afterwards: its pod informer can stall for minutes after an API server restart
+#           With the real scheduler (v1.37.2), kube-scheduler and kube-controller-manager
+#           are restarted the same way afterwards: their pod informers can stall for
+#           minutes after an API server restart
 #
 # Environment:
 #   K8S_VERSION              v1.37.2 (default; also "current") or v1.20.2 (also "1.20")
@@ -386,6 +387,11 @@ scheduler_healthy() {
   [ "$(curl -sk --max-time 1 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$SCHED_PORT/healthz" 2>/dev/null)" = 200 ]
 }
 # The serviceaccount controller creating default/default shows the controllers are syncing.
+# A restarted kube-controller-manager (no health port here: --secure-port=0) has built its
+# controllers once the node lifecycle controller logged its start.
+controller_manager_started() {
+  grep -q 'Controller will reconcile labels' "$LOGS/kube-controller-manager.log" 2>/dev/null
+}
 controllers_working() {
   [ "$(api_status /api/v1/namespaces/default/serviceaccounts/default)" = 200 ]
 }
@@ -688,8 +694,12 @@ cmd_restart_apiserver() {
   # informer can stall for minutes ("Scheduler cache is corrupted", new pods never bound;
   # production clusters report the same after outages). The fault tests are about the
   # plugin, so the scheduler is restarted as an operator would.
+  # kube-controller-manager v1.37.2 can stall the same way: its pod informer kept missing
+  # a running pod for minutes after a restart (the StatefulSet controller tried to create
+  # it again instead of adopting it: "already exists"), so it is restarted too.
   if [ "$REAL_SCHEDULER" = 1 ]; then
     restart_component kube-scheduler "kube-scheduler /healthz" scheduler_healthy
+    restart_component kube-controller-manager "kube-controller-manager's controllers" controller_manager_started
   fi
   log "restart done in $(($(now_ms) - T0))ms"
 }
