@@ -204,8 +204,11 @@ async fn kill_9_at_random_points_of_a_resize_then_a_rerun_completes() {
         };
         expect_code(&rerun, 0, &format!("{what}: the re-run"));
         expect_resized(&ns, &size, &pods, &what).await;
-        // A re-run that finds nothing to do leaves a killed run's lock to run out.
-        if !rerun.stderr.contains("nothing to resize") {
+        // A re-run that finds nothing to do leaves a killed run's lock to run out: the
+        // next trial waits for that (3 s leases), or its run would be refused.
+        if rerun.stderr.contains("nothing to resize") {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        } else {
             assert!(
                 lock_of(&ns).await.is_none(),
                 "{what}: the lock was given back"
