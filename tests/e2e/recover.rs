@@ -16,7 +16,9 @@ use kube::ResourceExt;
 use sts_safe::model;
 use sts_safe::model::node as nodes;
 
-use crate::support::{audit_cluster_events, audit_is_write, plugin_audit_events, TestNs};
+use crate::support::{
+    audit_cluster_events, audit_is_write, by_plugin, plugin_audit_events, TestNs,
+};
 
 /// Nodes played by sim-kubelet that only this test's pods tolerate.
 pub struct TestNodes {
@@ -234,11 +236,7 @@ pub fn no_node_written(t: &TestNodes) {
             let r = &e["objectRef"]["resource"];
             r == "nodes" && t.names.iter().any(|n| e["objectRef"]["name"] == *n)
         })
-        .filter(|e| {
-            e["userAgent"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-        })
+        .filter(by_plugin)
         .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
         .collect();
     assert!(
@@ -708,6 +706,27 @@ pub mod floor {
         ours: Vec<String>,
     }
 
+    /// db-1 is Ready again on another node than `lost`, with the same volume, which was
+    /// never attached to two nodes at once.
+    async fn expect_back(ns: &TestNs, lost: &str, pv: &str, uid: &str, watch: &AttachWatch) {
+        let back = pod(ns, "db-1").await.unwrap();
+        assert!(model::is_ready(&back));
+        assert_ne!(model::node(&back), Some(lost));
+        assert_eq!(volume_of(ns, "data-db-1").await, pv);
+        same_identity_never_twice(ns, "db-1", uid, watch).await;
+    }
+
+    /// The plugin's deletes of the attachments named in `ours` (by name).
+    fn plugin_attachment_deletes(ours: &[String]) -> Vec<String> {
+        audit_cluster_events()
+            .iter()
+            .filter(|e| e["objectRef"]["resource"] == "volumeattachments" && e["verb"] == "delete")
+            .filter(|e| ours.iter().any(|n| e["objectRef"]["name"] == *n))
+            .filter(|e| by_plugin(e))
+            .map(|e| e["objectRef"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
     async fn stranded_db1(prefix: &str) -> Stranded {
         let ns = TestNs::new(prefix).await;
         let t = spread(&ns, "OrderedReady").await;
@@ -767,23 +786,9 @@ pub mod floor {
             "a countdown: {}",
             r.stderr
         );
-        let back = pod(&ns, "db-1").await.unwrap();
-        assert!(model::is_ready(&back));
-        assert_ne!(model::node(&back), Some(lost.as_str()));
-        assert_eq!(volume_of(&ns, "data-db-1").await, pv);
-        same_identity_never_twice(&ns, "db-1", &uid, &watch).await;
+        expect_back(&ns, &lost, &pv, &uid, &watch).await;
         // The plugin never deleted this test's attachment: the controller detached it.
-        let by_plugin: Vec<String> = audit_cluster_events()
-            .iter()
-            .filter(|e| e["objectRef"]["resource"] == "volumeattachments" && e["verb"] == "delete")
-            .filter(|e| ours.iter().any(|n| e["objectRef"]["name"] == *n))
-            .filter(|e| {
-                e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-            })
-            .map(|e| e["requestURI"].as_str().unwrap_or("").to_string())
-            .collect();
+        let by_plugin = plugin_attachment_deletes(&ours);
         assert!(by_plugin.is_empty(), "{by_plugin:?}");
         t.power(&lost, true).await;
     }
@@ -823,23 +828,9 @@ pub mod floor {
             "the plan warns: {}",
             r.stdout
         );
-        let deleted: Vec<String> = audit_cluster_events()
-            .iter()
-            .filter(|e| e["objectRef"]["resource"] == "volumeattachments" && e["verb"] == "delete")
-            .filter(|e| ours.iter().any(|n| e["objectRef"]["name"] == *n))
-            .filter(|e| {
-                e["userAgent"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-            })
-            .map(|e| e["objectRef"]["name"].as_str().unwrap_or("").to_string())
-            .collect();
+        let deleted = plugin_attachment_deletes(&ours);
         assert_eq!(deleted.len(), 1, "{deleted:?}");
-        let back = pod(&ns, "db-1").await.unwrap();
-        assert!(model::is_ready(&back));
-        assert_ne!(model::node(&back), Some(lost.as_str()));
-        assert_eq!(volume_of(&ns, "data-db-1").await, pv);
-        same_identity_never_twice(&ns, "db-1", &uid, &watch).await;
+        expect_back(&ns, &lost, &pv, &uid, &watch).await;
         t.power(&lost, true).await;
     }
 }

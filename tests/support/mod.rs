@@ -584,12 +584,15 @@ pub fn audit_cluster_events() -> Vec<serde_json::Value> {
 pub fn plugin_audit_events(namespace: &str) -> Vec<serde_json::Value> {
     audit_events(namespace)
         .into_iter()
-        .filter(|e| {
-            e["userAgent"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-        })
+        .filter(by_plugin)
         .collect()
+}
+
+/// Whether the audited request came from the plugin (its user agent).
+pub fn by_plugin(e: &serde_json::Value) -> bool {
+    e["userAgent"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
 }
 
 /// Pod deletes (by anyone: the plugin, the StatefulSet controller, the garbage

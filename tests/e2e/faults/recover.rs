@@ -13,7 +13,7 @@ use sts_safe::model::node as nodes;
 
 use super::*;
 use crate::recover::{attachments_of, pod, strand, volume_of, AttachWatch, TestNodes};
-use crate::support::{audit_events, TestNs};
+use crate::support::{plugin_audit_events, TestNs};
 
 /// Trials fixed by the issue: every one loses a node of its own.
 const TRIALS: usize = 10;
@@ -97,14 +97,9 @@ async fn trial(i: usize, delay_ms: u64) -> String {
     // Only the stranded pod was ever deleted by the plugin, however many runs: every
     // delete carries the planned uid, so a delete of the replacement would be refused
     // (409) and at most one can succeed.
-    let deleted = audit_events(&ns.name)
+    let deleted = plugin_audit_events(&ns.name)
         .iter()
         .filter(|e| e["objectRef"]["resource"] == "pods" && e["verb"] == "delete")
-        .filter(|e| {
-            e["userAgent"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("kubectl-sts-safe/"))
-        })
         .filter(|e| e["responseStatus"]["code"].as_i64().unwrap_or(0) < 300)
         .count();
     assert!(
