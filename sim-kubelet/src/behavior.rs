@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::metrics::series::{self, MetricsBehavior, METRICS_ANNOTATION};
+
 /// Annotation selecting the behaviour of a pod; takes precedence over image tags.
 pub const BEHAVIOR_ANNOTATION: &str = "sim.sts-safe.dev/behavior";
 /// Annotation overriding the ready delay of a pod (a humantime duration such as `2s`).
@@ -132,11 +134,13 @@ pub fn behavior_from_image(image: &str) -> Behavior {
 }
 
 /// The behaviour of a pod, and a warning when its annotation was present but invalid.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PodBehavior {
     pub behavior: Behavior,
     /// Ready delay override from [`READY_DELAY_ANNOTATION`].
     pub ready_delay: Option<Duration>,
+    /// What its application's metrics show, from [`METRICS_ANNOTATION`] (default healthy).
+    pub metrics: MetricsBehavior,
     /// Problems found in the annotations (they are then ignored).
     pub warnings: Vec<String>,
 }
@@ -149,6 +153,7 @@ pub fn pod_behavior<'a>(
     let mut warnings = Vec::new();
     let mut from_annotation = None;
     let mut ready_delay = None;
+    let mut metrics = MetricsBehavior::Healthy;
     if let Some(annotations) = annotations {
         if let Some(v) = annotations.get(BEHAVIOR_ANNOTATION) {
             match parse_annotation(v) {
@@ -164,6 +169,12 @@ pub fn pod_behavior<'a>(
                 }
             }
         }
+        if let Some(v) = annotations.get(METRICS_ANNOTATION) {
+            match series::parse_annotation(v) {
+                Ok(m) => metrics = m,
+                Err(e) => warnings.push(format!("{METRICS_ANNOTATION}: {e} (taken as healthy)")),
+            }
+        }
     }
     let behavior = from_annotation.unwrap_or_else(|| {
         images
@@ -175,6 +186,7 @@ pub fn pod_behavior<'a>(
     PodBehavior {
         behavior,
         ready_delay,
+        metrics,
         warnings,
     }
 }
@@ -311,5 +323,27 @@ mod tests {
         let pb = pod_behavior(Some(&a), ["redis"]);
         assert_eq!(pb.ready_delay, None);
         assert_eq!(pb.warnings.len(), 1);
+    }
+
+    #[test]
+    fn metrics_annotation() {
+        assert_eq!(
+            pod_behavior(None, ["redis"]).metrics,
+            MetricsBehavior::Healthy
+        );
+        let a = ann(&[(METRICS_ANNOTATION, "errors=0.2")]);
+        let pb = pod_behavior(Some(&a), ["redis:7-crashloop"]);
+        assert_eq!(pb.metrics, MetricsBehavior::Errors(0.2));
+        assert_eq!(pb.behavior, Behavior::CrashLoop);
+        assert!(pb.warnings.is_empty());
+        let a = ann(&[(METRICS_ANNOTATION, "on-fire")]);
+        let pb = pod_behavior(Some(&a), ["redis"]);
+        assert_eq!(pb.metrics, MetricsBehavior::Healthy);
+        assert_eq!(pb.warnings.len(), 1);
+        assert!(
+            pb.warnings[0].starts_with(METRICS_ANNOTATION),
+            "{:?}",
+            pb.warnings
+        );
     }
 }

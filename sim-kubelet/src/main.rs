@@ -6,6 +6,7 @@ mod attach;
 mod behavior;
 mod classes;
 mod events;
+mod metrics;
 mod node;
 mod pods;
 mod quantity;
@@ -18,6 +19,7 @@ mod util;
 
 use std::future::Future;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +78,14 @@ struct Args {
     /// Time the CSI external-attacher takes to attach or detach a volume.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     attach_delay: Duration,
+    /// Serve each running pod's simulated application metrics over HTTP on this address
+    /// (e.g. 127.0.0.1:29100), at /metrics/<namespace>/<pod>. Off when absent.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Keep a Prometheus file_sd file here listing the pods with metrics as scrape
+    /// targets (written atomically). Needs --metrics-listen.
+    #[arg(long, value_name = "PATH", requires = "metrics_listen")]
+    prometheus_sd_file: Option<PathBuf>,
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -138,6 +148,30 @@ async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Binds the metrics listener (a busy port fails the start) and starts the server and
+/// the file_sd writer.
+async fn start_metrics(
+    args: &Args,
+    nodes: Arc<Nodes>,
+) -> anyhow::Result<Option<Arc<metrics::Registry>>> {
+    let Some(addr) = args.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --metrics-listen {addr}"))?;
+    let addr = listener
+        .local_addr()
+        .context("the metrics listener's address")?;
+    let registry = Arc::new(metrics::Registry::new(addr));
+    tokio::spawn(metrics::server::serve(listener, registry.clone(), nodes));
+    if let Some(path) = &args.prometheus_sd_file {
+        tokio::spawn(metrics::write_sd_file(registry.clone(), path.clone()));
+    }
+    info!(%addr, sd_file = ?args.prometheus_sd_file, "serving pod metrics");
+    Ok(Some(registry))
+}
+
 /// Registers nodes, ensures storage classes and the CSIDriver, starts all watches;
 /// returns once the watches have listed their objects.
 async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
@@ -161,6 +195,7 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
         info!(node = %n.name, "registered node");
     }
     let nodes = Arc::new(Nodes::default());
+    let metrics = start_metrics(args, nodes.clone()).await?;
     let (nodes_ready_tx, nodes_ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(node::run(
         client.clone(),
@@ -222,6 +257,7 @@ async fn start(args: &Args, client: Client) -> anyhow::Result<()> {
     );
     ctx.scheduling = !args.no_scheduler;
     ctx.resize = Some(resize);
+    ctx.metrics = metrics;
     let ctx = Arc::new(ctx);
     let (pods_ready_tx, pods_ready_rx) = tokio::sync::oneshot::channel();
     nodes_ready_rx.await.context("node watch stopped")?;

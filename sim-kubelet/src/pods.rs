@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::attach::{is_attached, mount_gate};
 use crate::behavior::pod_behavior;
 use crate::events::{object_ref, EventSpec, ObjectEvents, Recorder, KUBELET, SCHEDULER};
+use crate::metrics::{Life, Registry};
 use crate::node::{Nodes, NODE_IP};
 use crate::resize::ResizeHandle;
 use crate::scheduling::{feasible_nodes, needs_scheduling, pick_node, volume_blocker};
@@ -64,6 +65,8 @@ pub struct PodCtx {
     pub scheduling: bool,
     /// Told when a pod starts (mounts its claims), for the filesystem resize.
     pub resize: Option<ResizeHandle>,
+    /// The metrics exporter's targets (with `--metrics-listen`).
+    pub metrics: Option<Arc<Registry>>,
     /// Every pod (the scheduler counts the pods of each node).
     pods: Store<Pod>,
     /// Pods we bound whose binding the watch may not show yet: uid → node.
@@ -100,6 +103,7 @@ impl PodCtx {
             claim_changes: caches.claim_changes,
             scheduling: true,
             resize: None,
+            metrics: None,
             pods,
             recent_binds: Mutex::new(HashMap::new()),
             next_ip: AtomicU32::new(0),
@@ -109,6 +113,13 @@ impl PodCtx {
 
     fn is_our_node(&self, name: &str) -> bool {
         self.nodes.is_played(name)
+    }
+
+    /// The pod's application no longer runs here: no metrics target any more.
+    fn forget_metrics(&self, uid: &str) {
+        if let Some(m) = &self.metrics {
+            m.remove(uid);
+        }
     }
 
     /// The non-terminated pods bound to each node, counting our bindings the watch does
@@ -218,6 +229,7 @@ pub async fn run(
                         debug!(pod = %full_name(&pod), %uid, "pod gone; worker stopped");
                     }
                     ctx.nodes.clear_in_use(uid);
+                    ctx.forget_metrics(uid);
                 }
             }
             Ok(watcher::Event::Init) => listed = Some(HashSet::new()),
@@ -227,6 +239,7 @@ pub async fn run(
                         let keep = set.contains(uid);
                         if !keep {
                             ctx.nodes.clear_in_use(uid);
+                            ctx.forget_metrics(uid);
                         }
                         keep
                     });
@@ -380,6 +393,8 @@ impl PodWorker {
         if self.ctx.nodes.powered_on(node) {
             if self.saw_off {
                 self.saw_off = false;
+                // Rebooted: the application starts afresh with its containers.
+                self.ctx.forget_metrics(&self.uid);
                 if let Some(sim) = self.sim.take() {
                     self.rebooted = Some(sim.pod_ip);
                 }
@@ -400,6 +415,7 @@ impl PodWorker {
             let pod = self.rx.borrow_and_update().clone();
             if is_terminal(&pod) {
                 self.ctx.nodes.clear_in_use(&self.uid);
+                self.ctx.forget_metrics(&self.uid);
                 return;
             }
             if let Some(n) = node_name(&pod) {
@@ -412,6 +428,8 @@ impl PodWorker {
                 // pods.
                 wake.on_node_change = true;
             } else if pod.metadata.deletion_timestamp.is_some() {
+                // The containers are being stopped: the application serves no more.
+                self.ctx.forget_metrics(&self.uid);
                 if ours.is_some() {
                     self.finish_deletion(&pod).await;
                 }
@@ -431,7 +449,11 @@ impl PodWorker {
                             self.simulate(&pod, &node, &mut wake).await;
                         }
                     }
-                    Some(_) => return, // bound to a node we do not play
+                    Some(_) => {
+                        // Bound to a node we do not play (any more).
+                        self.ctx.forget_metrics(&self.uid);
+                        return;
+                    }
                     None => {}
                 }
             }
@@ -672,10 +694,20 @@ impl PodWorker {
             for w in &pb.warnings {
                 warn!(pod = %full_name(pod), "ignoring annotation: {w}");
             }
-            debug!(pod = %full_name(pod), behavior = %plan.behavior.name(), %node, "simulating pod");
+            debug!(pod = %full_name(pod), behavior = %plan.behavior.name(),
+                metrics = %pb.metrics.name(), %node, "simulating pod");
         }
         let elapsed = elapsed_since(sim.accepted_at);
         let stage = plan.stage_at(elapsed);
+        if let Some(metrics) = &ctx.metrics {
+            let life = Life {
+                plan,
+                behavior: pb.metrics,
+                accepted_at: sim.accepted_at,
+                stage,
+            };
+            metrics.observe(&self.uid, pod, node, life);
+        }
         let status = build_status(&StatusInput {
             pod,
             plan,
