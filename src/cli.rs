@@ -185,6 +185,20 @@ pub struct CanaryArgs {
     /// What to do when a gate fails [default: pause]
     #[arg(long, value_enum)]
     pub on_failure: Option<OnFailure>,
+    /// PromQL that stops the canary as soon as it returns any sample for an updated pod, as an alerting rule fires; placeholders $POD $NAMESPACE $STATEFULSET $ORDINAL $REVISION; repeatable
+    #[arg(long = "fail-if", value_name = "PROMQL")]
+    pub fail_if: Vec<String>,
+    /// PromQL that must return a sample before an updated pod passes, e.g. 'up{pod="$POD"} == 1'; repeatable
+    #[arg(long = "require", value_name = "PROMQL")]
+    pub require: Vec<String>,
+    /// How often the metric gate evaluates each updated pod, from its Ready on [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub metric_interval: Option<Duration>,
+    /// Evaluations in a row that must pass before a pod passes [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub metric_passes: Option<u32>,
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
     /// Start even though some pods are not Ready
     #[arg(long)]
     pub allow_unready: bool,
@@ -204,8 +218,36 @@ impl CanaryArgs {
             max_restarts: self.max_restarts,
             check_cmd: self.check_cmd.clone(),
             on_failure: self.on_failure,
+            fail_if: self.fail_if.clone(),
+            require: self.require.clone(),
+            metric_interval: self.metric_interval,
+            metric_passes: self.metric_passes,
+            prometheus: self.prometheus.url.clone(),
+            prometheus_token_file: path_text(&self.prometheus.token_file),
+            prometheus_ca: path_text(&self.prometheus.ca),
         }
     }
+}
+
+fn path_text(p: &Option<PathBuf>) -> Option<String> {
+    p.as_ref().map(|p| p.display().to_string())
+}
+
+/// Where the metric gate asks its queries.
+#[derive(Debug, Args)]
+pub struct PrometheusArgs {
+    /// Prometheus base URL for --fail-if/--require, e.g. http://prometheus.monitoring:9090
+    #[arg(long = "prometheus", value_name = "URL", env = "STS_SAFE_PROMETHEUS")]
+    pub url: Option<String>,
+    /// File holding a bearer token sent to Prometheus
+    #[arg(long = "prometheus-token-file", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Header sent to Prometheus with every query, as 'NAME: VALUE'; repeatable (not recorded for --resume)
+    #[arg(long = "prometheus-header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// CA certificate (PEM) to verify Prometheus' TLS certificate, instead of the system's
+    #[arg(long = "prometheus-ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

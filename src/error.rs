@@ -89,6 +89,10 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
 
+    /// Prometheus could not be asked before the run started (exit 1, nothing written).
+    #[error("{0}")]
+    Prometheus(String),
+
     /// This run's lock was lost (not renewed in time, or taken): it stopped before its
     /// next write (exit 3); the command that continues it is added.
     #[error("{0}")]

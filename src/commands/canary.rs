@@ -10,8 +10,10 @@ use crate::cli::{CanaryArgs, DryRun};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::exec::canary::{self as engine, CanaryOptions};
+use crate::exec::metric_gate::{MetricGate, Subject};
+use crate::exec::prometheus::{Endpoint, Prometheus};
 use crate::exec::{access, lease, write};
-use crate::plan::canary::{self, PlanInputs, RunSettings, Start};
+use crate::plan::canary::{self, MetricSettings, PlanInputs, RunSettings, Start};
 use crate::plan::{owners, template};
 use crate::render::{self, Output};
 use crate::ui;
@@ -61,6 +63,30 @@ async fn requested_template(
             other => other,
         })?;
     Ok(Some(merged.spec.template))
+}
+
+/// The Prometheus gate of the run: the recorded or given queries, the server and its
+/// credentials (headers are never recorded, so they come from this invocation).
+fn metric_gate(args: &CanaryArgs, m: &MetricSettings) -> Result<MetricGate> {
+    let Some(url) = m.prometheus.clone() else {
+        return Err(Error::usage(
+            "--fail-if/--require need a Prometheus to ask: --prometheus URL (or STS_SAFE_PROMETHEUS)",
+        ));
+    };
+    if m.interval_ms == 0 {
+        return Err(Error::usage("--metric-interval must be longer than 0s"));
+    }
+    let endpoint = Endpoint {
+        url,
+        token_file: m.token_file.as_ref().map(Into::into),
+        headers: args.prometheus.headers.clone(),
+        ca_file: m.ca_file.as_ref().map(Into::into),
+    };
+    Ok(MetricGate {
+        prometheus: Prometheus::new(&endpoint)?,
+        queries: m.queries.clone(),
+        cadence: m.cadence(),
+    })
 }
 
 pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
@@ -134,6 +160,23 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         &sts,
         "the template and the partition",
     ));
+    let metrics = match &settings.metrics {
+        Some(m) => {
+            let gate = metric_gate(args, m)?;
+            let first = plan.steps.first().and_then(|s| s.ordinals.first().copied());
+            let ordinal = first.unwrap_or_else(|| crate::model::ordinal_start(&sts));
+            let revision = sts.status.as_ref().and_then(|s| s.update_revision.clone());
+            let subject = Subject {
+                statefulset: &name,
+                namespace: &ctx.namespace,
+                ordinal,
+                revision: revision.as_deref().unwrap_or(""),
+            };
+            plan.warnings.extend(gate.preflight(&subject).await?);
+            Some(gate)
+        }
+        None => None,
+    };
     if ctx.output == Output::Text || dry_run != DryRun::None {
         render::show(ctx.output, &plan)?;
     }
@@ -160,6 +203,7 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         step_timeout: settings.step_timeout(),
         max_restarts: settings.max_restarts,
         check_cmd: settings.check_cmd.clone(),
+        metrics,
         on_failure: settings.on_failure,
         yes: args.mutate.yes,
         record,

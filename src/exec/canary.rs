@@ -11,6 +11,7 @@ use kube::ResourceExt;
 
 use super::explain;
 use super::interrupt::Interrupt;
+use super::metric_gate::{MetricGate, Subject};
 use super::rollback;
 use super::watch::{Poll, Tracker, WaitEnd};
 use super::write::guarded_patch;
@@ -19,7 +20,8 @@ use crate::error::{exit, Error, Result};
 use crate::model;
 use crate::plan::canary::{CanaryPlan, CanaryReport, Failure, OnFailure, Outcome, StepResult};
 use crate::plan::conditions::{self, CanaryStep, Observed, PodProgress, StepState};
-use crate::plan::gate::Gate;
+use crate::plan::gate::{Gate, GateStatus};
+use crate::plan::metrics::{MetricBook, MetricFailure, Verdict};
 use crate::plan::patch::{freeze_patch, partition_patch};
 use crate::plan::template::same_template;
 use crate::render::{self, canary::pod_names as names};
@@ -31,6 +33,8 @@ pub struct CanaryOptions {
     pub step_timeout: Duration,
     pub max_restarts: i32,
     pub check_cmd: Option<String>,
+    /// The Prometheus gate (`--fail-if`, `--require`), when asked for.
+    pub metrics: Option<MetricGate>,
     pub on_failure: OnFailure,
     pub yes: bool,
     /// The run's settings, recorded on the StatefulSet with the freeze so `--resume` keeps them.
@@ -42,8 +46,20 @@ enum StepEnd {
     Failed {
         ordinal: Option<i32>,
         reason: String,
+        /// What the metric gate saw, when it stopped the pod.
+        metric: Option<MetricFailure>,
     },
     Interrupted,
+}
+
+impl StepEnd {
+    fn failed(ordinal: Option<i32>, reason: String) -> Self {
+        StepEnd::Failed {
+            ordinal,
+            reason,
+            metric: None,
+        }
+    }
 }
 
 struct CanaryRun<'a> {
@@ -112,7 +128,12 @@ impl CanaryRun<'_> {
     }
 
     /// The step over `ordinals` as [`CanaryStep`] judges it.
-    fn step<'s>(&'s self, ordinals: &'s [i32], checked: &'s BTreeSet<i32>) -> CanaryStep<'s> {
+    fn step<'s>(
+        &'s self,
+        ordinals: &'s [i32],
+        checked: &'s BTreeSet<i32>,
+        metrics: Option<&'s MetricBook>,
+    ) -> CanaryStep<'s> {
         CanaryStep {
             statefulset: &self.name,
             generation: self.generation,
@@ -121,6 +142,7 @@ impl CanaryRun<'_> {
             passed: &self.passed,
             check_cmd: self.opts.check_cmd.is_some(),
             checked,
+            metrics,
         }
     }
 
@@ -150,6 +172,17 @@ impl CanaryRun<'_> {
         let started = Instant::now();
         let mut checked: BTreeSet<i32> = BTreeSet::new();
         let mut last_check_error: BTreeMap<i32, String> = BTreeMap::new();
+        let mut book = self
+            .opts
+            .metrics
+            .as_ref()
+            .map(|m| MetricBook::new(m.cadence));
+        let passed_note = match (&self.opts.check_cmd, &self.opts.metrics) {
+            (Some(_), Some(m)) => format!(" (check ok, metrics {0}/{0})", m.cadence.passes),
+            (Some(_), None) => " (check ok)".to_string(),
+            (None, Some(m)) => format!(" (metrics {0}/{0})", m.cadence.passes),
+            (None, None) => String::new(),
+        };
         loop {
             if self.interrupt.is_set() {
                 return StepEnd::Interrupted;
@@ -157,23 +190,62 @@ impl CanaryRun<'_> {
             let sts = self.tracker.statefulset();
             let pods = self.tracker.pods();
             let now = Timestamp::now();
-            let step = self.step(ordinals, &checked);
+            let step = self.step(ordinals, &checked, book.as_ref());
             let (state, shown) = step.evaluate(sts.as_ref(), &pods, now);
             for (o, line) in &shown {
                 match line {
                     PodProgress::Waiting(t) => lines[o].set(t.clone()),
                     PodProgress::Finished(t) => lines[o].finish(t.clone()),
-                    PodProgress::Passed => lines[o]
-                        .finish(format!("passed in {:.1}s", started.elapsed().as_secs_f64())),
+                    PodProgress::Passed => lines[o].finish(format!(
+                        "passed in {:.1}s{passed_note}",
+                        started.elapsed().as_secs_f64()
+                    )),
                 }
             }
             let (mut wake, to_check) = match state {
                 StepState::Passed => return StepEnd::Passed,
-                StepState::Failed { ordinal, reason } => {
-                    return StepEnd::Failed { ordinal, reason }
-                }
+                StepState::Failed { ordinal, reason } => return StepEnd::failed(ordinal, reason),
                 StepState::Waiting { wake, to_check } => (wake, to_check),
             };
+            if let (Some(gate), Some(book)) = (&self.opts.metrics, book.as_mut()) {
+                let soaking = self.gate(self.opts.soak);
+                let mut evaluated = false;
+                for &o in ordinals {
+                    let ready = matches!(
+                        soaking.evaluate(pods.get(&o), now),
+                        GateStatus::Soaking(_) | GateStatus::Passed
+                    );
+                    if !ready {
+                        // Counted from Ready on: a pod that is not Ready starts again.
+                        book.forget(o);
+                        continue;
+                    }
+                    let at = Instant::now();
+                    if book.due(o, at) {
+                        let subject = Subject::of(&self.name, &self.ctx.namespace, o, pods.get(&o));
+                        let verdict = gate.evaluate(&subject).await;
+                        book.record(o, at, &verdict);
+                        evaluated = true;
+                        if let Verdict::Fail(f) = verdict {
+                            lines[&o].finish(format!("FAILED: {}", f.reason()));
+                            return StepEnd::Failed {
+                                ordinal: Some(o),
+                                reason: format!(
+                                    "{}: {}",
+                                    model::pod_name(&self.name, o),
+                                    f.reason()
+                                ),
+                                metric: Some(f),
+                            };
+                        }
+                    }
+                    let next = book.until_due(o, Instant::now());
+                    wake = Some(wake.map_or(next, |w| w.min(next)));
+                }
+                if evaluated {
+                    continue;
+                }
+            }
             if let (Some(cmd), Some(sts)) = (self.opts.check_cmd.clone(), sts.as_ref()) {
                 for o in &to_check {
                     lines[o].set(match last_check_error.get(o) {
@@ -181,6 +253,7 @@ impl CanaryRun<'_> {
                         None => "Ready, running --check-cmd".into(),
                     });
                 }
+                let mut newly_checked = false;
                 for o in to_check {
                     let remaining = deadline
                         .saturating_duration_since(Instant::now())
@@ -189,6 +262,7 @@ impl CanaryRun<'_> {
                         Ok(()) => {
                             checked.insert(o);
                             last_check_error.remove(&o);
+                            newly_checked = true;
                         }
                         Err(e) => {
                             last_check_error.insert(o, e);
@@ -196,34 +270,33 @@ impl CanaryRun<'_> {
                         }
                     }
                 }
-                if ordinals.iter().all(|o| checked.contains(o)) {
-                    let gate = self.gate(self.opts.soak);
-                    let all_passed = ordinals.iter().all(|o| {
-                        gate.evaluate(pods.get(o), now) == crate::plan::gate::GateStatus::Passed
-                    });
-                    for o in ordinals {
-                        lines[o].finish(format!(
-                            "passed in {:.1}s (check ok)",
-                            started.elapsed().as_secs_f64()
-                        ));
-                    }
-                    if all_passed {
-                        return StepEnd::Passed;
-                    }
+                if newly_checked {
+                    // Judge the step again at once: it may have passed.
+                    continue;
                 }
             }
             if Instant::now() >= deadline {
-                let step = self.step(ordinals, &checked);
+                let step = self.step(ordinals, &checked, book.as_ref());
                 let stuck = step.stuck(&pods, now);
                 let first = stuck.first().copied();
                 let state = first
                     .map(|o| {
-                        last_check_error.get(&o).cloned().unwrap_or_else(|| {
-                            conditions::describe(&step.gate.evaluate(pods.get(&o), now), 0)
-                        })
+                        let g = step.gate.evaluate(pods.get(&o), now);
+                        let metric = book.as_ref().and_then(|b| b.why_not(o));
+                        match (&g, last_check_error.get(&o), metric) {
+                            (GateStatus::Passed, Some(e), _) => e.clone(),
+                            (GateStatus::Passed, None, Some(m)) => m,
+                            _ => conditions::describe(&g, 0),
+                        }
                     })
                     .unwrap_or_default();
+                let metric = first.and_then(|o| {
+                    let b = book.as_ref()?;
+                    b.why_not(o)?;
+                    b.last_hold(o).cloned()
+                });
                 return StepEnd::Failed {
+                    metric,
                     ordinal: first,
                     reason: format!(
                         "step timeout ({}s) reached: {} still {state}",
@@ -248,6 +321,40 @@ impl CanaryRun<'_> {
                 _ = self.interrupt.wait() => {}
             }
         }
+    }
+
+    /// Before a later step: every pod already updated is evaluated once more, so that a
+    /// problem that began after a pod passed stops the canary before it goes further.
+    async fn recheck_metrics(&self, next_step: usize) -> Option<StepEnd> {
+        let gate = self.opts.metrics.as_ref()?;
+        let pods = self.tracker.pods();
+        let ordinals: Vec<i32> = self.passed.iter().rev().copied().collect();
+        let verdicts = futures::future::join_all(ordinals.iter().map(|&o| {
+            let subject = Subject::of(&self.name, &self.ctx.namespace, o, pods.get(&o));
+            async move { gate.evaluate(&subject).await }
+        }))
+        .await;
+        for (o, verdict) in ordinals.into_iter().zip(verdicts) {
+            if let Verdict::Hold(f) | Verdict::Fail(f) = verdict {
+                return Some(StepEnd::Failed {
+                    ordinal: Some(o),
+                    reason: format!(
+                        "{} passed an earlier step, but before step {next_step} its metric gate says: {}",
+                        model::pod_name(&self.name, o),
+                        f.reason()
+                    ),
+                    metric: Some(f),
+                });
+            }
+        }
+        None
+    }
+
+    fn queries_sent(&self) -> Option<u64> {
+        self.opts
+            .metrics
+            .as_ref()
+            .map(|m| m.prometheus.queries_sent())
     }
 
     fn resume_hint(&self) -> String {
@@ -359,6 +466,12 @@ pub async fn execute(
         }
         ctx.report_step(i + 1, steps.len());
         let step_started = Instant::now();
+        let queries_before = run.queries_sent();
+        if !run.passed.is_empty() {
+            if let Some(end) = run.recheck_metrics(step.number).await {
+                return finish_failed(&mut run, &mut report, end, started).await;
+            }
+        }
         let latest = run.tracker.statefulset();
         let partition = step.partition;
         let patched = guarded_patch(
@@ -374,10 +487,7 @@ pub async fn execute(
         match patched {
             Ok(s) => run.generation = s.metadata.generation.unwrap_or(0),
             Err(e @ Error::Conflict { .. }) => {
-                let end = StepEnd::Failed {
-                    ordinal: None,
-                    reason: e.to_string(),
-                };
+                let end = StepEnd::failed(None, e.to_string());
                 return finish_failed(&mut run, &mut report, end, started).await;
             }
             Err(e) => return Err(e),
@@ -396,6 +506,10 @@ pub async fn execute(
                     partition,
                     ordinals: step.ordinals.clone(),
                     seconds: step_started.elapsed().as_secs_f64(),
+                    prometheus_queries: run
+                        .queries_sent()
+                        .zip(queries_before)
+                        .map(|(after, before)| after - before),
                 });
             }
             end => return finish_failed(&mut run, &mut report, end, started).await,
@@ -509,14 +623,19 @@ async fn finish_failed(
             )))
         }
         StepEnd::Passed => unreachable!("a passed step is not a failure"),
-        StepEnd::Failed { ordinal, reason } => {
+        StepEnd::Failed {
+            ordinal,
+            reason,
+            metric,
+        } => {
             let pods = run.tracker.pods();
-            let diagnosis = match ordinal {
-                Some(o) => {
+            let diagnosis = match (&metric, ordinal) {
+                (Some(m), _) => m.diagnosis(),
+                (None, Some(o)) => {
                     explain::pod_failure(run.ctx, &model::pod_name(&run.name, o), pods.get(&o))
                         .await
                 }
-                None => vec![],
+                (None, None) => vec![],
             };
             run.progress
                 .println(format!("{} {reason}", render::red("gate failed:")));
@@ -528,6 +647,7 @@ async fn finish_failed(
                 pod: ordinal.map(|o| model::pod_name(&run.name, o)),
                 reason: reason.clone(),
                 diagnosis,
+                metric,
             });
             let rollback = run.opts.on_failure == OnFailure::Rollback
                 || (!run.opts.yes

@@ -6,6 +6,8 @@ pub mod canary;
 pub mod explain;
 pub mod interrupt;
 pub mod lease;
+pub mod metric_gate;
+pub mod prometheus;
 pub mod prune;
 pub mod read;
 pub mod recover;

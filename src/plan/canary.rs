@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use super::gate;
+use super::metrics::{Cadence, MetricFailure, MetricQuery, QueryKind};
 use super::steps::{self, Step, StepTarget};
 use super::template::{self, same_template, template_digest, Change};
 use super::API_VERSION;
@@ -36,6 +37,84 @@ pub struct SettingsFlags {
     pub max_restarts: Option<i32>,
     pub check_cmd: Option<String>,
     pub on_failure: Option<OnFailure>,
+    pub fail_if: Vec<String>,
+    pub require: Vec<String>,
+    pub metric_interval: Option<Duration>,
+    pub metric_passes: Option<u32>,
+    pub prometheus: Option<String>,
+    pub prometheus_token_file: Option<String>,
+    pub prometheus_ca: Option<String>,
+}
+
+/// The metric gate of a run, as recorded (headers are not: they may carry secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSettings {
+    pub queries: Vec<MetricQuery>,
+    pub interval_ms: u64,
+    pub passes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+impl MetricSettings {
+    pub fn cadence(&self) -> Cadence {
+        Cadence {
+            interval: Duration::from_millis(self.interval_ms.max(1)),
+            passes: self.passes.max(1),
+        }
+    }
+
+    fn resolve(args: &SettingsFlags, recorded: Option<&MetricSettings>) -> Option<MetricSettings> {
+        let given: Vec<MetricQuery> = args
+            .fail_if
+            .iter()
+            .map(|e| MetricQuery {
+                kind: QueryKind::FailIf,
+                expr: e.clone(),
+            })
+            .chain(args.require.iter().map(|e| MetricQuery {
+                kind: QueryKind::Require,
+                expr: e.clone(),
+            }))
+            .collect();
+        let queries = if given.is_empty() {
+            recorded?.queries.clone()
+        } else {
+            given
+        };
+        if queries.is_empty() {
+            return None;
+        }
+        Some(MetricSettings {
+            queries,
+            interval_ms: args
+                .metric_interval
+                .map(|d| d.as_millis() as u64)
+                .or(recorded.map(|r| r.interval_ms))
+                .unwrap_or(10_000),
+            passes: args
+                .metric_passes
+                .or(recorded.map(|r| r.passes))
+                .unwrap_or(3),
+            prometheus: args
+                .prometheus
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.prometheus.clone())),
+            token_file: args
+                .prometheus_token_file
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.token_file.clone())),
+            ca_file: args
+                .prometheus_ca
+                .clone()
+                .or_else(|| recorded.and_then(|r| r.ca_file.clone())),
+        })
+    }
 }
 
 /// Annotation on the StatefulSet recording how the pending canary was started, so
@@ -54,6 +133,8 @@ pub struct RunSettings {
     pub max_restarts: i32,
     pub check_cmd: Option<String>,
     pub on_failure: OnFailure,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricSettings>,
 }
 
 impl RunSettings {
@@ -91,6 +172,7 @@ impl RunSettings {
                 .on_failure
                 .or(recorded.map(|r| r.on_failure))
                 .unwrap_or(OnFailure::Pause),
+            metrics: MetricSettings::resolve(args, recorded.and_then(|r| r.metrics.as_ref())),
         }
     }
 
@@ -230,6 +312,13 @@ pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
         ));
     }
     warnings.extend(inp.pdb_warnings);
+    if let Some(m) = &inp.settings.metrics {
+        let fail_if = m.queries.iter().any(|q| q.kind == QueryKind::FailIf);
+        let require = m.queries.iter().any(|q| q.kind == QueryKind::Require);
+        if fail_if && !require {
+            warnings.push("--fail-if without any --require: a query that returns nothing passes, so a silent metrics pipeline (no scrape, wrong labels) would let every pod through; add e.g. --require 'up{pod=\"$POD\"} == 1'".into());
+        }
+    }
     let planned_steps = if inp.resume {
         steps::remaining(&all_steps, partition_now)
     } else {
@@ -258,6 +347,7 @@ pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
             step_timeout_seconds: inp.settings.step_timeout().as_secs(),
             max_restarts: inp.settings.max_restarts,
             check_cmd: inp.settings.check_cmd.clone(),
+            metrics: inp.settings.metrics.as_ref().map(MetricGate::new),
         },
         warnings,
     })
@@ -280,6 +370,38 @@ pub struct Gates {
     pub step_timeout_seconds: u64,
     pub max_restarts: i32,
     pub check_cmd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricGate>,
+}
+
+/// The Prometheus gate as the plan shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricGate {
+    pub prometheus: String,
+    pub interval_seconds: f64,
+    pub passes: u32,
+    pub fail_if: Vec<String>,
+    pub require: Vec<String>,
+}
+
+impl MetricGate {
+    fn new(m: &MetricSettings) -> Self {
+        let of = |k: QueryKind| {
+            m.queries
+                .iter()
+                .filter(|q| q.kind == k)
+                .map(|q| q.expr.clone())
+                .collect()
+        };
+        MetricGate {
+            prometheus: m.prometheus.clone().unwrap_or_default(),
+            interval_seconds: m.cadence().interval.as_secs_f64(),
+            passes: m.cadence().passes,
+            fail_if: of(QueryKind::FailIf),
+            require: of(QueryKind::Require),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -321,6 +443,9 @@ pub struct StepResult {
     pub partition: i32,
     pub ordinals: Vec<i32>,
     pub seconds: f64,
+    /// Queries the metric gate sent to Prometheus in this step (with a metric gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_queries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -329,6 +454,9 @@ pub struct Failure {
     pub pod: Option<String>,
     pub reason: String,
     pub diagnosis: Vec<String>,
+    /// The metric gate's query, samples and time, when it stopped the pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricFailure>,
 }
 
 /// The `-o json|yaml` document of a canary run (kind CanaryReport).

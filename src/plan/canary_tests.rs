@@ -12,6 +12,7 @@ fn resume_keeps_the_recorded_gates_unless_flags_override() {
         max_restarts: 1,
         check_cmd: Some("redis-cli ping".into()),
         on_failure: OnFailure::Rollback,
+        metrics: None,
     };
     let bare = RunSettings::resolve(&SettingsFlags::default(), Some(&recorded), "t".into());
     assert_eq!(bare, recorded);
@@ -220,4 +221,89 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
     })
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);
+    assert!(p.gates.metrics.is_none());
+    let gated = RunSettings::resolve(
+        &SettingsFlags {
+            fail_if: vec!["errors > 0".into()],
+            prometheus: Some("http://p:9090".into()),
+            ..flags
+        },
+        None,
+        template_digest(&new),
+    );
+    let p = build_plan(PlanInputs {
+        sts: &sts,
+        namespace: "db",
+        requested: Some(&new),
+        resume: false,
+        settings: &gated,
+        recorded: false,
+        unready: &[],
+        pdb_warnings: vec![],
+    })
+    .unwrap();
+    let m = p.gates.metrics.as_ref().unwrap();
+    assert_eq!((m.fail_if.len(), m.require.len(), m.passes), (1, 0, 3));
+    assert_eq!(m.interval_seconds, 10.0);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("--fail-if without any --require")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn the_metric_gate_is_recorded_and_resumed() {
+    let flags = SettingsFlags {
+        fail_if: vec!["errors{pod=\"$POD\"} > 0".into()],
+        require: vec!["up{pod=\"$POD\"} == 1".into()],
+        metric_interval: Some(Duration::from_millis(1500)),
+        prometheus: Some("http://127.0.0.1:9090".into()),
+        ..Default::default()
+    };
+    let first = RunSettings::resolve(&flags, None, "t".into());
+    let m = first.metrics.clone().unwrap();
+    assert_eq!(
+        m.queries.iter().map(|q| q.kind).collect::<Vec<_>>(),
+        vec![QueryKind::FailIf, QueryKind::Require]
+    );
+    assert_eq!((m.interval_ms, m.passes), (1500, 3));
+    // The record round-trips through the annotation's JSON; an older record has no metrics.
+    let json = serde_json::to_string(&first).unwrap();
+    let back: RunSettings = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, first);
+    let old: RunSettings = serde_json::from_str(r#"{"template":"t","steps":null,"soakSeconds":0,"stepTimeoutSeconds":300,"maxRestarts":0,"checkCmd":null,"onFailure":"pause"}"#).unwrap();
+    assert_eq!(old.metrics, None);
+    assert!(!serde_json::to_string(&old).unwrap().contains("metrics"));
+    // --resume keeps the queries; a flag given now wins.
+    let resumed = RunSettings::resolve(
+        &SettingsFlags {
+            metric_passes: Some(1),
+            ..Default::default()
+        },
+        Some(&first),
+        "t".into(),
+    );
+    let r = resumed.metrics.unwrap();
+    assert_eq!((r.queries.len(), r.passes, r.interval_ms), (2, 1, 1500));
+    assert_eq!(r.prometheus.as_deref(), Some("http://127.0.0.1:9090"));
+    let replaced = RunSettings::resolve(
+        &SettingsFlags {
+            require: vec!["x".into()],
+            ..Default::default()
+        },
+        Some(&first),
+        "t".into(),
+    );
+    assert_eq!(
+        replaced.metrics.unwrap().queries.len(),
+        1,
+        "given queries replace the recorded ones"
+    );
+    assert_eq!(
+        RunSettings::resolve(&SettingsFlags::default(), None, "t".into()).metrics,
+        None
+    );
 }

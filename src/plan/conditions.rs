@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use super::gate::{Gate, GateStatus};
+use super::metrics::MetricBook;
 use crate::model;
 
 /// Whether the controller has seen the spec at `generation`.
@@ -62,6 +63,8 @@ pub struct CanaryStep<'a> {
     /// Whether a `--check-cmd` must also pass, and for which ordinals it already did.
     pub check_cmd: bool,
     pub checked: &'a BTreeSet<i32>,
+    /// The metric gate's evaluations, when the run has one.
+    pub metrics: Option<&'a MetricBook>,
 }
 
 /// What one evaluation of a step says.
@@ -192,13 +195,26 @@ impl CanaryStep<'_> {
                     all_passed = false;
                     to_check.push(*o);
                 }
-                GateStatus::Passed => {
-                    lines.insert(*o, PodProgress::Passed);
-                }
+                GateStatus::Passed => match self.metrics.filter(|m| !m.passed(*o)) {
+                    Some(m) => {
+                        all_passed = false;
+                        lines.insert(
+                            *o,
+                            PodProgress::Waiting(format!("Ready, {}", m.describe(*o))),
+                        );
+                    }
+                    None => {
+                        lines.insert(*o, PodProgress::Passed);
+                    }
+                },
                 GateStatus::Soaking(d) => {
                     all_passed = false;
                     wake = Some(wake.map_or(*d, |w| w.min(*d)));
-                    lines.insert(*o, PodProgress::Waiting(describe(&v, restarts)));
+                    let text = match self.metrics {
+                        Some(m) => format!("{}, {}", describe(&v, restarts), m.describe(*o)),
+                        None => describe(&v, restarts),
+                    };
+                    lines.insert(*o, PodProgress::Waiting(text));
                 }
                 GateStatus::Waiting(_) => {
                     all_passed = false;
@@ -221,6 +237,7 @@ impl CanaryStep<'_> {
             .filter(|o| {
                 self.gate.evaluate(pods.get(o), now) != GateStatus::Passed
                     || self.check_cmd && !self.checked.contains(o)
+                    || self.metrics.is_some_and(|m| !m.passed(*o))
             })
             .collect()
     }

@@ -35,6 +35,7 @@ fn step<'a>(
         passed,
         check_cmd: false,
         checked,
+        metrics: None,
     }
 }
 
@@ -126,6 +127,39 @@ fn a_ready_pod_waits_for_its_check_command() {
         s.evaluate(Some(&sts), &pods, fixtures::now()).0,
         StepState::Passed
     );
+}
+
+#[test]
+fn a_ready_pod_waits_for_its_metric_passes() {
+    use crate::plan::metrics::{Cadence, MetricBook, Verdict};
+    let (sts, pods) = midway();
+    let none = BTreeSet::new();
+    let book = MetricBook::new(Cadence {
+        interval: Duration::from_secs(1),
+        passes: 2,
+    });
+    let mut s = step(&[2], &none, &none);
+    s.metrics = Some(&book);
+    let (state, lines) = s.evaluate(Some(&sts), &pods, fixtures::now());
+    assert_eq!(
+        state,
+        StepState::Waiting {
+            wake: None,
+            to_check: vec![]
+        }
+    );
+    assert_eq!(lines[&2], PodProgress::Waiting("Ready, metrics 0/2".into()));
+    assert_eq!(s.stuck(&pods, fixtures::now()), vec![2]);
+    let t0 = std::time::Instant::now();
+    let mut book = book.clone();
+    book.record(2, t0, &Verdict::Pass);
+    book.record(2, t0 + Duration::from_secs(1), &Verdict::Pass);
+    s.metrics = Some(&book);
+    assert_eq!(
+        s.evaluate(Some(&sts), &pods, fixtures::now()).0,
+        StepState::Passed
+    );
+    assert!(s.stuck(&pods, fixtures::now()).is_empty());
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod doctor;
 pub mod gate;
 pub mod lease;
+pub mod metrics;
 pub mod orphan;
 pub mod owners;
 pub mod patch;

@@ -76,6 +76,18 @@ impl Report for CanaryPlan {
         g.check_cmd.as_deref().map(|c| format!(", `{c}` exits 0")).unwrap_or_default(),
         g.step_timeout_seconds
     ));
+        if let Some(m) = &g.metrics {
+            s.push_str(&format!(
+                "Metric gate (Prometheus {}): every {}s from Ready, passed after {} passing evaluation(s) in a row and the soak\n",
+                m.prometheus, m.interval_seconds, m.passes
+            ));
+            for q in &m.fail_if {
+                s.push_str(&format!("  fail at once if it returns a sample: {q}\n"));
+            }
+            for q in &m.require {
+                s.push_str(&format!("  must return a sample:                {q}\n"));
+            }
+        }
         for w in &p.warnings {
             s.push_str(&format!("{} {w}\n", yellow("warning:")));
         }
