@@ -10,13 +10,21 @@
 # Everything listens on 127.0.0.1 only and talks TLS with a CA generated here. Each
 # version has its own state directory and ports, so both can run side by side.
 #
-# Usage: scripts/cluster.sh up|down|status|env|restart-apiserver
+# Usage: scripts/cluster.sh up|down|status|env|restart-apiserver|prometheus-stop|prometheus-start
 #   up      start the cluster (does nothing if it already runs); the last line on stdout
-#           is `export KUBECONFIG=...`, progress goes to stderr
+#           is `export KUBECONFIG=... STS_SAFE_PROMETHEUS=http://127.0.0.1:PORT` (the
+#           second variable only when Prometheus is part of the cluster, i.e. not with
+#           STS_SAFE_NO_SIM=1), progress goes to stderr
 #   down    stop exactly the processes `up` started (pid files, verified through
 #           /proc/PID/cmdline); idempotent; logs are kept
 #   status  show which components run; exit 0 if all are up, 1 otherwise
 #   env     print the export line
+#   prometheus-stop
+#           stop the Prometheus `up` started (pid file, verified through /proc/PID/cmdline);
+#           its data stay (tests of a metrics pipeline that goes away mid-run)
+#   prometheus-start
+#           start it again with the same configuration and data and wait for /-/ready;
+#           does nothing if it runs. The previous log is kept as prometheus.log.1.
 #   restart-apiserver [SECONDS_DOWN]
 #           stop the kube-apiserver `up` started (pid file, verified through
 #           /proc/PID/cmdline) and start it again with exactly the same command line,
@@ -32,12 +40,24 @@
 #   STS_SAFE_CLUSTER_DIR     state dir (default ~/.cache/sts-safe/cluster for v1.20.2,
 #                            ~/.cache/sts-safe/cluster-v1.37.2 for v1.37.2): pki/ (reused
 #                            while valid), etcd/ (fresh on every up), logs/, run/, kubeconfig
-#   STS_SAFE_NO_SIM=1        control plane only: neither build nor start sim-kubelet
+#   STS_SAFE_NO_SIM=1        control plane only: neither build nor start sim-kubelet (nor
+#                            Prometheus)
 #   STS_SAFE_SIM_ARGS        extra sim-kubelet arguments, e.g. "--ready-delay 1s"
 #   STS_SAFE_APISERVER_ARGS  extra kube-apiserver arguments
 #   STS_SAFE_CONTROLLER_MANAGER_ARGS  extra kube-controller-manager arguments
 #   STS_SAFE_ADVERTISE_ADDRESS  apiserver advertise address (default: first non-loopback
 #                            IPv4 address of this machine)
+#   STS_SAFE_PROMETHEUS_PORT Prometheus' port (default 27090 for v1.20.2, 29090 for v1.37.2)
+#   STS_SAFE_SIM_METRICS_PORT  sim-kubelet's --metrics-listen port (default 27100 / 29100)
+#
+# Prometheus (Debian's package, /usr/bin/prometheus; `up` installs it with apt-get when it
+# is missing, keeping the package's own service from starting): started after
+# sim-kubelet with a generated configuration in $STATE/prometheus/prometheus.yml, global
+# scrape and evaluation interval 1s, scrape timeout 1s; job `sim-pods` reads the file_sd
+# file sim-kubelet keeps ($STATE/prometheus/targets/sim-pods.json, one target per running
+# pod with metrics, labels namespace, pod, statefulset), job `prometheus` scrapes itself.
+# Its TSDB ($STATE/prometheus/data, retention 2h) is fresh on every `up` and kept across
+# prometheus-stop/prometheus-start. See sim-kubelet/README.md, "Metrics exporter".
 #
 # Node lifecycle (both versions, for tests that lose a node): kube-controller-manager
 # --node-monitor-grace-period=16s --node-monitor-period=2s (a node without heartbeat is
@@ -48,8 +68,9 @@
 #
 # Ports (127.0.0.1), v1.20.2 / v1.37.2: etcd client 23379 / 25379 (STS_SAFE_ETCD_PORT),
 # etcd peer the next one, kube-apiserver 26443 / 28443 (STS_SAFE_API_PORT),
-# kube-scheduler (v1.37.2 only) 28259, the API port - 184; another cluster of the same
-# version needs its own ports and STS_SAFE_CLUSTER_DIR.
+# kube-scheduler (v1.37.2 only) 28259, the API port - 184; Prometheus 27090 / 29090,
+# sim-kubelet's metrics 27100 / 29100; another cluster of the same version needs its own
+# ports and STS_SAFE_CLUSTER_DIR.
 # Kubeconfig contexts: sts-safe-admin (current; CN=sts-safe-admin, O=system:masters) and
 # sts-safe-limited (CN=sts-safe-limited, O=sts-safe:limited, no RoleBindings).
 set -euo pipefail
@@ -62,6 +83,7 @@ case ${K8S_VERSION:-v1.37.2} in
     BUILD_SCRIPT=k8s-build.sh
     DEFAULT_STATE=$HOME/.cache/sts-safe/cluster
     DEFAULT_ETCD_PORT=23379 DEFAULT_API_PORT=26443
+    DEFAULT_PROMETHEUS_PORT=27090 DEFAULT_SIM_METRICS_PORT=27100
     REAL_SCHEDULER=0 SIM_NODES=1
     ;;
   v1.37.2 | 1.37 | current)
@@ -69,6 +91,7 @@ case ${K8S_VERSION:-v1.37.2} in
     BUILD_SCRIPT=k8s-build-current.sh
     DEFAULT_STATE=$HOME/.cache/sts-safe/cluster-v1.37.2
     DEFAULT_ETCD_PORT=25379 DEFAULT_API_PORT=28443
+    DEFAULT_PROMETHEUS_PORT=29090 DEFAULT_SIM_METRICS_PORT=29100
     REAL_SCHEDULER=1 SIM_NODES=3
     ;;
   *)
@@ -85,11 +108,18 @@ LOGS=$STATE/logs
 KUBECONFIG_OUT=$STATE/kubeconfig
 CM_KUBECONFIG=$STATE/controller-manager.kubeconfig
 SCHED_KUBECONFIG=$STATE/scheduler.kubeconfig
+PROM_DIR=$STATE/prometheus
+PROM_CONFIG=$PROM_DIR/prometheus.yml
+PROM_SD_FILE=$PROM_DIR/targets/sim-pods.json
+PROM_BIN=/usr/bin/prometheus
 
 ETCD_CLIENT_PORT=${STS_SAFE_ETCD_PORT:-$DEFAULT_ETCD_PORT}
 ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 1))
 API_PORT=${STS_SAFE_API_PORT:-$DEFAULT_API_PORT}
 SCHED_PORT=$((API_PORT - 184)) # 28259 for 28443: kube-scheduler's /healthz
+PROM_PORT=${STS_SAFE_PROMETHEUS_PORT:-$DEFAULT_PROMETHEUS_PORT}
+SIM_METRICS_PORT=${STS_SAFE_SIM_METRICS_PORT:-$DEFAULT_SIM_METRICS_PORT}
+PROM_URL=http://127.0.0.1:$PROM_PORT
 API_SERVER=https://127.0.0.1:$API_PORT
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
@@ -98,7 +128,7 @@ READY_TIMEOUT=60 # seconds, per wait
 
 CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager)
 [ "$REAL_SCHEDULER" = 0 ] || CONTROL_PLANE+=(kube-scheduler)
-ALL_COMPONENTS=("${CONTROL_PLANE[@]}" sim-kubelet)
+ALL_COMPONENTS=("${CONTROL_PLANE[@]}" sim-kubelet prometheus)
 
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: error: $*" >&2; exit 1; }
@@ -119,7 +149,14 @@ die_log() {
 
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
-export_line() { printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"; }
+# One line, so that `eval "$(cluster.sh env)"` and the Makefile's `eval "$line"` set both.
+export_line() {
+  if expected_components | grep -qx prometheus; then
+    printf 'export KUBECONFIG=%q STS_SAFE_PROMETHEUS=%q\n' "$KUBECONFIG_OUT" "$PROM_URL"
+  else
+    printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"
+  fi
+}
 
 # An argument that only this state dir's instance of the component has on its command line.
 marker() {
@@ -129,6 +166,7 @@ marker() {
     kube-controller-manager) echo "--kubeconfig=$CM_KUBECONFIG" ;;
     kube-scheduler) echo "--kubeconfig=$SCHED_KUBECONFIG" ;;
     sim-kubelet) echo "$KUBECONFIG_OUT" ;;
+    prometheus) echo "--config.file=$PROM_CONFIG" ;;
   esac
 }
 
@@ -191,7 +229,7 @@ stop_components() {
 stop_in_order() {
   local stage name want
   local -a now
-  for stage in "sim-kubelet kube-controller-manager kube-scheduler" kube-apiserver etcd; do
+  for stage in prometheus "sim-kubelet kube-controller-manager kube-scheduler" kube-apiserver etcd; do
     now=()
     for name in $stage; do
       for want in "$@"; do [ "$want" = "$name" ] && is_running "$name" && now+=("$name"); done
@@ -203,7 +241,7 @@ stop_in_order() {
 
 sim_wanted() { [ "${STS_SAFE_NO_SIM:-0}" != 1 ]; }
 
-# Components the last `up` started (all four unless it ran with STS_SAFE_NO_SIM=1).
+# Components the last `up` started (all of them unless it ran with STS_SAFE_NO_SIM=1).
 expected_components() {
   if [ -f "$RUN/components" ]; then
     cat "$RUN/components"
@@ -426,12 +464,89 @@ start_sim() {
   # NO_COLOR: plain log lines (tracing-subscriber honours it), easy to grep.
   local -a mode=(--nodes "$SIM_NODES")
   [ "$REAL_SCHEDULER" = 0 ] || mode+=(--no-scheduler)
+  # The pods' metrics for Prometheus: a fresh targets file (the old pods are gone).
+  mkdir -p "$(dirname "$PROM_SD_FILE")"
+  rm -f "$PROM_SD_FILE"
+  mode+=(--metrics-listen "127.0.0.1:$SIM_METRICS_PORT" --prometheus-sd-file "$PROM_SD_FILE")
   NO_COLOR=1 launch sim-kubelet "$(sim_bin)" --kubeconfig "$KUBECONFIG_OUT" --context sts-safe-admin "${mode[@]}" "${extra[@]}"
+}
+
+# Whether the running sim-kubelet exports metrics (one started by an older cluster.sh
+# does not, and is restarted).
+sim_has_metrics() {
+  local pid
+  pid=$(running_pid sim-kubelet) || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qx -- --prometheus-sd-file
+}
+
+# ---------------------------------------------------------------------------- Prometheus
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Installs Debian's prometheus if $PROM_BIN is missing. The package would start its own
+# service on :9090; a policy-rc.d (temporary, unless the machine has one) keeps it from
+# starting during the install, and a service that started anyway is stopped.
+ensure_prometheus() {
+  [ -x "$PROM_BIN" ] && return 0
+  command -v apt-get >/dev/null ||
+    die "$PROM_BIN missing and no apt-get to install it: install Prometheus 2.x there (Debian: apt-get install prometheus)"
+  log "installing Debian's prometheus (the metric gate tests scrape sim-kubelet with it)"
+  local policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+    own_policy=1
+  fi
+  as_root apt-get update -qq >/dev/null || rc=$?
+  if [ "$rc" = 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || rc=$?
+  fi
+  [ "$own_policy" = 0 ] || as_root rm -f "$policy"
+  [ "$rc" = 0 ] || die "apt-get install prometheus failed (exit $rc)"
+  # Belt and braces: the package's service must not hold :9090 (and be enabled at boot).
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/prometheus ]; then
+    as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
+  [ -x "$PROM_BIN" ] || die "$PROM_BIN missing after installing the prometheus package"
+}
+
+write_prometheus_config() {
+  mkdir -p "$PROM_DIR" "$(dirname "$PROM_SD_FILE")"
+  local tmp=$PROM_CONFIG.tmp.$$
+  cat >"$tmp" <<YAML
+# Generated by scripts/cluster.sh up: scrapes sim-kubelet's per-pod metrics pages.
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: sim-pods
+    file_sd_configs:
+      - files: ['$PROM_SD_FILE']
+        refresh_interval: 1s
+  - job_name: prometheus
+    static_configs:
+      - targets: ['127.0.0.1:$PROM_PORT']
+YAML
+  mv -f "$tmp" "$PROM_CONFIG"
+}
+
+prometheus_ready() {
+  [ "$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "$PROM_URL/-/ready" 2>/dev/null)" = 200 ]
+}
+
+# Starts Prometheus on the existing configuration and data, and waits for /-/ready.
+start_prometheus() {
+  launch prometheus "$PROM_BIN" --config.file="$PROM_CONFIG" \
+    --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=2h \
+    --web.listen-address="127.0.0.1:$PROM_PORT" --web.external-url="$PROM_URL/"
+  wait_until prometheus "Prometheus $PROM_URL/-/ready" prometheus_ready
 }
 
 rotate_logs() {
   local f
-  for f in etcd kube-apiserver kube-controller-manager kube-scheduler sim-kubelet cargo-build audit; do
+  for f in etcd kube-apiserver kube-controller-manager kube-scheduler sim-kubelet prometheus cargo-build audit; do
     if [ -f "$LOGS/$f.log" ]; then mv -f "$LOGS/$f.log" "$LOGS/$f.log.1"; fi
   done
   rm -f "$LOGS"/audit-*.log # the previous run's size-rotated audit backups
@@ -466,9 +581,10 @@ cmd_up() {
   exec 9>>"$RUN/lock"
   flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
 
-  local cp_up=1
+  local cp_up=1 sim_up=0
   for name in "${CONTROL_PLANE[@]}"; do is_running "$name" || cp_up=0; done
-  if [ "$cp_up" = 1 ] && { ! sim_wanted || is_running sim-kubelet; }; then
+  sim_has_metrics && sim_up=1
+  if [ "$cp_up" = 1 ] && { ! sim_wanted || { [ "$sim_up" = 1 ] && is_running prometheus; }; }; then
     log "already running (state in $STATE)"
     export_line
     return 0
@@ -476,17 +592,32 @@ cmd_up() {
   trap cleanup_failed_up EXIT
   trap 'exit 130' INT TERM
   if [ "$cp_up" = 1 ]; then
-    # The control plane runs, only the simulator is missing (e.g. the previous up ran with
-    # STS_SAFE_NO_SIM=1 or the simulator died): start just that.
-    log "control plane already running; starting sim-kubelet"
-    [ -f "$LOGS/sim-kubelet.log" ] && mv -f "$LOGS/sim-kubelet.log" "$LOGS/sim-kubelet.log.1"
-    start_sim_build
-    finish_sim_build
-    start_sim
-    wait_until sim-kubelet "sim-kubelet ready" sim_ready
+    # The control plane runs, only the simulator or Prometheus is missing (e.g. the
+    # previous up ran with STS_SAFE_NO_SIM=1, or one of them died, or the simulator was
+    # started without metrics by an older version of this script): start just those.
+    ensure_prometheus
+    if [ "$sim_up" = 0 ]; then
+      if is_running sim-kubelet; then
+        log "sim-kubelet runs without metrics; restarting it"
+        stop_components sim-kubelet
+      fi
+      log "control plane already running; starting sim-kubelet"
+      [ -f "$LOGS/sim-kubelet.log" ] && mv -f "$LOGS/sim-kubelet.log" "$LOGS/sim-kubelet.log.1"
+      start_sim_build
+      finish_sim_build
+      start_sim
+      wait_until sim-kubelet "sim-kubelet ready" sim_ready
+    fi
+    if ! is_running prometheus; then
+      log "starting Prometheus"
+      [ -f "$LOGS/prometheus.log" ] && mv -f "$LOGS/prometheus.log" "$LOGS/prometheus.log.1"
+      rm -rf "$PROM_DIR/data"
+      write_prometheus_config
+      start_prometheus
+    fi
     printf '%s\n' "${ALL_COMPONENTS[@]}" >"$RUN/components"
     UP_OK=1
-    log "sim-kubelet ready in $(($(now_ms) - T0))ms"
+    log "sim-kubelet and Prometheus ready in $(($(now_ms) - T0))ms (Prometheus: $PROM_URL)"
     export_line
     return 0
   fi
@@ -512,9 +643,12 @@ cmd_up() {
   [ "$K8S_VERSION" = v1.20.2 ] || etcd_bin=$bin_dir/etcd
   [ -x "$etcd_bin" ] || die "$etcd_bin missing (v1.20.2: apt-get install etcd-server)"
 
+  if sim_wanted; then ensure_prometheus; fi
+
   local port
   local -a ports=("$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$API_PORT")
   [ "$REAL_SCHEDULER" = 0 ] || ports+=("$SCHED_PORT")
+  if sim_wanted; then ports+=("$SIM_METRICS_PORT" "$PROM_PORT"); fi
   for port in "${ports[@]}"; do
     if port_in_use "$port"; then
       die "port $port on 127.0.0.1 is in use by a process this script did not start (another cluster with a different STS_SAFE_CLUSTER_DIR?)"
@@ -614,6 +748,11 @@ cmd_up() {
     wait_until sim-kubelet "sim-kubelet ready" sim_ready
     phase sim-kubelet
     components+=(sim-kubelet)
+    rm -rf "$PROM_DIR/data"
+    write_prometheus_config
+    start_prometheus
+    phase prometheus
+    components+=(prometheus)
   fi
   wait_until kube-controller-manager "kube-controller-manager to create default/default" controllers_working
   phase controller-manager
@@ -624,6 +763,7 @@ cmd_up() {
   printf '%s\n' "${components[@]}" >"$RUN/components"
   UP_OK=1
   log "ready in $(($(now_ms) - T0))ms (${components[*]}; logs in $LOGS)"
+  if sim_wanted; then log "Prometheus: $PROM_URL (scrapes sim-kubelet's pods: job sim-pods)"; fi
   log "timeline (ms since start):$PHASES"
   export_line
 }
@@ -648,6 +788,9 @@ cmd_status() {
       ready=""
       if [ "$name" = kube-apiserver ]; then
         if [ -f "$PKI/admin.crt" ] && apiserver_ready; then ready=" ready"; else ready=" NOT ready"; all=0; fi
+      fi
+      if [ "$name" = prometheus ]; then
+        if prometheus_ready; then ready=" ready at $PROM_URL"; else ready=" NOT ready at $PROM_URL"; all=0; fi
       fi
       printf '%-24s running (pid %s)%s\n' "$name" "$pid" "$ready"
     else
@@ -704,14 +847,49 @@ cmd_restart_apiserver() {
   log "restart done in $(($(now_ms) - T0))ms"
 }
 
+cmd_prometheus_stop() {
+  mkdir -p "$RUN"
+  exec 9>>"$RUN/lock"
+  flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
+  local pid
+  if pid=$(running_pid prometheus); then
+    log "stopping prometheus (pid $pid); its data stay in $PROM_DIR/data"
+    stop_components prometheus
+  else
+    log "prometheus is not running"
+  fi
+}
+
+cmd_prometheus_start() {
+  T0=$(now_ms)
+  mkdir -p "$RUN" "$LOGS"
+  exec 9>>"$RUN/lock"
+  flock -w 900 9 || die "another cluster.sh holds $RUN/lock"
+  if is_running prometheus; then
+    log "prometheus already running ($PROM_URL)"
+    return 0
+  fi
+  expected_components | grep -qx prometheus ||
+    die "Prometheus is not part of this cluster (start it with: $0 up)"
+  ensure_prometheus
+  port_in_use "$PROM_PORT" && die "port $PROM_PORT on 127.0.0.1 is in use by a process this script did not start"
+  [ -f "$LOGS/prometheus.log" ] && mv -f "$LOGS/prometheus.log" "$LOGS/prometheus.log.1"
+  write_prometheus_config
+  # If it does not become ready, fail showing its log (`down` still stops it).
+  start_prometheus
+  log "prometheus started (pid $(<"$RUN/prometheus.pid")): ready in $(($(now_ms) - T0))ms at $PROM_URL"
+}
+
 case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) export_line ;;
   restart-apiserver) cmd_restart_apiserver "${2:-0}" ;;
+  prometheus-stop) cmd_prometheus_stop ;;
+  prometheus-start) cmd_prometheus_start ;;
   *)
-    echo "usage: $0 up|down|status|env|restart-apiserver" >&2
+    echo "usage: $0 up|down|status|env|restart-apiserver|prometheus-stop|prometheus-start" >&2
     exit 2
     ;;
 esac
