@@ -18,4 +18,5 @@ mod resize;
 mod scale;
 mod server;
 mod sim;
+mod sim_metrics;
 mod status;
