@@ -500,6 +500,9 @@ pub async fn execute(
         ));
         match run.wait_step(&step.ordinals).await {
             StepEnd::Passed => {
+                let passed_at = Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+                    .to_string();
                 run.passed.extend(step.ordinals.iter().copied());
                 report.steps.push(StepResult {
                     number: step.number,
@@ -510,6 +513,7 @@ pub async fn execute(
                         .queries_sent()
                         .zip(queries_before)
                         .map(|(after, before)| after - before),
+                    passed_at,
                 });
             }
             end => return finish_failed(&mut run, &mut report, end, started).await,

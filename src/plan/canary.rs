@@ -446,6 +446,8 @@ pub struct StepResult {
     /// Queries the metric gate sent to Prometheus in this step (with a metric gate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_queries: Option<u64>,
+    /// When every pod of the step had passed its gates (RFC 3339, microseconds).
+    pub passed_at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

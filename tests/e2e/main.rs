@@ -11,6 +11,7 @@ mod doctor;
 mod errors;
 mod faults;
 mod lease;
+mod metrics;
 mod prune;
 mod prune_hold;
 mod recover;

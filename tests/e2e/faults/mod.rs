@@ -42,6 +42,9 @@
 //!    node of its own (concurrently), then a re-run (half of them breaking the dead run's
 //!    lock) completes: the pod is back on the live node with its volume, attached to one
 //!    node only, and the plugin never deleted any pod but the stranded one.
+//! 9. [`metrics`]: the canary's Prometheus stopped mid-step (`scripts/cluster.sh
+//!    prometheus-stop`): the gate fails with the server's error, the partition stays, and
+//!    with Prometheus back the recorded gate resumes the canary to the end.
 //!
 //! Random kill points and restart times come from a seed printed by each test; set
 //! `STS_SAFE_FAULT_SEED` to replay them.
@@ -61,6 +64,7 @@
 mod bad_input;
 mod kill;
 mod lock;
+mod metrics;
 mod privilege;
 mod races;
 mod recover;
