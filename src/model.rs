@@ -70,6 +70,20 @@ pub fn max_unavailable(sts: &StatefulSet) -> Option<String> {
     })
 }
 
+/// `rollingUpdate.maxUnavailable` in pods for `replicas`, as the controller scales it
+/// (a percentage rounds up; never below 1). None when the StatefulSet does not set it.
+pub fn max_unavailable_pods(sts: &StatefulSet, replicas: i32) -> Option<i32> {
+    let v = max_unavailable(sts)?;
+    let n = match v.strip_suffix('%') {
+        Some(pct) => {
+            let pct: i64 = pct.trim().parse().ok()?;
+            ((pct * i64::from(replicas.max(0)) + 99) / 100) as i32
+        }
+        None => v.trim().parse().ok()?,
+    };
+    Some(n.max(1))
+}
+
 pub fn pod_management_policy(sts: &StatefulSet) -> &str {
     sts.spec
         .pod_management_policy

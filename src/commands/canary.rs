@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::exec::canary::{self as engine, CanaryOptions};
 use crate::exec::metric_gate::{MetricGate, Subject};
 use crate::exec::prometheus::{Endpoint, Prometheus};
-use crate::exec::{access, lease, write};
+use crate::exec::{access, lease, read, write};
 use crate::plan::canary::{self, MetricSettings, PlanInputs, RunSettings, Start};
 use crate::plan::{owners, template};
 use crate::render::{self, Output};
@@ -146,6 +146,8 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     }
 
     let pdbs = ctx.list_pdbs().await.unwrap_or_default();
+    let (_, minor, patch) = read::server_release(ctx).await?;
+    let max_unavailable_on = crate::plan::steps::max_unavailable_on(minor, patch);
     let mut plan = canary::build_plan(PlanInputs {
         sts: &sts,
         namespace: &ctx.namespace,
@@ -154,7 +156,8 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         settings: &settings,
         recorded: recorded.is_some(),
         unready: &unready,
-        pdb_warnings: canary::pdb_warnings(&sts, &pdbs),
+        pdbs: &pdbs,
+        max_unavailable_on,
     })?;
     plan.warnings.extend(owners::gitops_warning(
         &sts,

@@ -209,3 +209,28 @@ pub async fn nodes_of(
         .filter_map(|(n, r)| Some((n.to_string(), r.ok()??)))
         .collect()
 }
+
+fn number(s: &str) -> u32 {
+    s.chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The API server's major, minor and patch release (patch from gitVersion, e.g. v1.37.2).
+pub async fn server_release(ctx: &Ctx) -> Result<(u32, u32, u32)> {
+    let info = ctx
+        .client
+        .apiserver_version()
+        .await
+        .map_err(|e| ctx.err("get", "version", None, e))?;
+    let patch = info
+        .git_version
+        .trim_start_matches('v')
+        .splitn(3, '.')
+        .nth(2)
+        .map(number)
+        .unwrap_or(0);
+    Ok((number(&info.major), number(&info.minor), patch))
+}

@@ -49,21 +49,9 @@ pub struct Gathered {
     pub warnings: Vec<String>,
 }
 
-fn number(s: &str) -> u32 {
-    s.chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
-}
-
 pub async fn server_version(ctx: &Ctx) -> Result<(u32, u32)> {
-    let info = ctx
-        .client
-        .apiserver_version()
-        .await
-        .map_err(|e| ctx.err("get", "version", None, e))?;
-    Ok((number(&info.major), number(&info.minor)))
+    let (major, minor, _) = super::read::server_release(ctx).await?;
+    Ok((major, minor))
 }
 
 async fn get_node(ctx: &Ctx, name: &str) -> Result<Option<Node>> {

@@ -253,15 +253,26 @@ pub fn unready_before_start(sts: &StatefulSet, pods: &[Pod], resume: bool) -> Ve
 }
 
 /// Warnings for PodDisruptionBudgets over these pods that allow no disruption now.
-pub fn pdb_warnings(sts: &StatefulSet, pdbs: &[PodDisruptionBudget]) -> Vec<String> {
+/// PodDisruptionBudgets over the StatefulSet that a step would break: one that allows no
+/// disruption, or fewer than the most pods a step takes down at once (`max_down`).
+pub fn pdb_warnings(sts: &StatefulSet, pdbs: &[PodDisruptionBudget], max_down: i32) -> Vec<String> {
     model::pdbs_over(sts, pdbs)
         .into_iter()
-        .filter(|p| p.status.as_ref().is_some_and(|s| s.disruptions_allowed == Some(0)))
-        .map(|p| {
-            format!(
-                "PodDisruptionBudget \"{}\" allows 0 disruptions right now; rollouts ignore PDBs (kubernetes issue 89820), so each step takes a pod it protects",
-                p.name_any()
-            )
+        .filter_map(|p| {
+            let allowed = p.status.as_ref()?.disruptions_allowed?;
+            if allowed == 0 {
+                Some(format!(
+                    "PodDisruptionBudget \"{}\" allows 0 disruptions right now; rollouts ignore PDBs (kubernetes issue 89820), so each step takes a pod it protects",
+                    p.name_any()
+                ))
+            } else if allowed < max_down {
+                Some(format!(
+                    "PodDisruptionBudget \"{}\" allows {allowed} disruption(s) right now, but a step takes up to {max_down} pods down at once (maxUnavailable); rollouts ignore PDBs (kubernetes issue 89820)",
+                    p.name_any()
+                ))
+            } else {
+                None
+            }
         })
         .collect()
 }
@@ -287,7 +298,9 @@ pub struct PlanInputs<'a> {
     /// Whether `settings` came from the record of the run that started the rollout.
     pub recorded: bool,
     pub unready: &'a [String],
-    pub pdb_warnings: Vec<String>,
+    pub pdbs: &'a [PodDisruptionBudget],
+    /// Whether the server's controller honours `rollingUpdate.maxUnavailable`.
+    pub max_unavailable_on: bool,
 }
 
 /// The plan shown before the first write: freeze, steps, gates and warnings.
@@ -305,13 +318,24 @@ pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
     }
     let (all_steps, step_warnings) = steps::compute(replicas, start, targets.as_deref());
     warnings.extend(step_warnings);
+    let max_unavailable = model::max_unavailable_pods(sts, replicas);
+    if let (Some(m), false) = (max_unavailable, inp.max_unavailable_on) {
+        if m > 1 {
+            warnings.push(format!("statefulset sets maxUnavailable {m}, which this server's controller ignores unless the feature gate MaxUnavailableStatefulSet is on (it is by default from 1.37): the plan counts 1 pod down at a time"));
+        }
+    }
+    let all_steps = steps::with_max_down(
+        all_steps,
+        max_unavailable.filter(|_| inp.max_unavailable_on),
+    );
     if !inp.unready.is_empty() {
         warnings.push(format!(
             "starting with pods not Ready (--allow-unready): {}",
             inp.unready.join(", ")
         ));
     }
-    warnings.extend(inp.pdb_warnings);
+    let most_down = all_steps.iter().map(|s| s.max_down).max().unwrap_or(1);
+    warnings.extend(pdb_warnings(sts, inp.pdbs, most_down));
     if let Some(m) = &inp.settings.metrics {
         let fail_if = m.queries.iter().any(|q| q.kind == QueryKind::FailIf);
         let require = m.queries.iter().any(|q| q.kind == QueryKind::Require);

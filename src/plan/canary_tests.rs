@@ -152,7 +152,8 @@ fn a_resumed_plan_keeps_only_the_remaining_steps() {
         settings: &settings,
         recorded: false,
         unready: &[],
-        pdb_warnings: vec![],
+        pdbs: &[],
+        max_unavailable_on: true,
     })
     .unwrap();
     assert_eq!(
@@ -189,7 +190,8 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         settings: &settings,
         recorded: false,
         unready: &["redis-1".to_string()],
-        pdb_warnings: vec!["pdb".into()],
+        pdbs: &[],
+        max_unavailable_on: true,
     })
     .unwrap();
     assert_eq!(p.freeze_partition, 3);
@@ -204,7 +206,6 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         .warnings
         .iter()
         .any(|w| w.contains("--allow-unready): redis-1")));
-    assert_eq!(p.warnings.last().map(String::as_str), Some("pdb"));
     let bad = RunSettings {
         steps: Some(vec!["0%".into()]),
         ..settings
@@ -217,7 +218,8 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         settings: &bad,
         recorded: false,
         unready: &[],
-        pdb_warnings: vec![],
+        pdbs: &[],
+        max_unavailable_on: true,
     })
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);
@@ -239,7 +241,8 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         settings: &gated,
         recorded: false,
         unready: &[],
-        pdb_warnings: vec![],
+        pdbs: &[],
+        max_unavailable_on: true,
     })
     .unwrap();
     let m = p.gates.metrics.as_ref().unwrap();
@@ -306,4 +309,79 @@ fn the_metric_gate_is_recorded_and_resumed() {
         RunSettings::resolve(&SettingsFlags::default(), None, "t".into()).metrics,
         None
     );
+}
+
+#[test]
+fn pdbs_are_checked_against_the_most_pods_a_step_takes_down() {
+    let (mut sts, _) = midway();
+    let labels = crate::model::template_labels(&sts);
+    let (k, v) = labels.iter().next().expect("template labels");
+    let pdb = |name: &str, allowed: i32| -> PodDisruptionBudget {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {k: v}}},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 3, "desiredHealthy": 2, "expectedPods": 3}
+        }))
+        .unwrap()
+    };
+    let pdbs = [pdb("none", 0), pdb("one", 1), pdb("two", 2)];
+    let w = pdb_warnings(&sts, &pdbs, 1);
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].starts_with("PodDisruptionBudget \"none\" allows 0 disruptions"),
+        "{w:?}"
+    );
+    let w = pdb_warnings(&sts, &pdbs, 2);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[1].contains(
+        "\"one\" allows 1 disruption(s) right now, but a step takes up to 2 pods down at once"
+    ));
+
+    // The plan: maxUnavailable 2 and --steps 1,100% on 3 replicas → step 2 takes 2 down.
+    let ru = sts
+        .spec
+        .update_strategy
+        .get_or_insert_with(Default::default)
+        .rolling_update
+        .get_or_insert_with(Default::default);
+    ru.max_unavailable = Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(2));
+    ru.partition = Some(0);
+    sts.status.as_mut().unwrap().current_revision =
+        sts.status.as_ref().unwrap().update_revision.clone();
+    let new = with_image(&sts, "redis:8");
+    let settings = RunSettings::resolve(
+        &SettingsFlags {
+            steps: Some(vec!["1".into(), "100%".into()]),
+            ..Default::default()
+        },
+        None,
+        template_digest(&new),
+    );
+    let plan = |on: bool| {
+        build_plan(PlanInputs {
+            sts: &sts,
+            namespace: "db",
+            requested: Some(&new),
+            resume: false,
+            settings: &settings,
+            recorded: false,
+            unready: &[],
+            pdbs: &pdbs,
+            max_unavailable_on: on,
+        })
+        .unwrap()
+    };
+    let on = plan(true);
+    assert_eq!(
+        on.steps.iter().map(|s| s.max_down).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(on.warnings.iter().any(|w| w.contains("\"one\" allows 1")));
+    let off = plan(false);
+    assert!(off.steps.iter().all(|s| s.max_down == 1));
+    assert!(off
+        .warnings
+        .iter()
+        .any(|w| w.contains("maxUnavailable 2, which this server's controller ignores")));
+    assert!(!off.warnings.iter().any(|w| w.contains("\"one\" allows 1")));
 }

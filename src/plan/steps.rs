@@ -53,6 +53,9 @@ pub struct Step {
     pub partition: i32,
     /// Ordinals this step exposes, in the order the controller updates them (highest first).
     pub ordinals: Vec<i32>,
+    /// How many of them the controller can take down at the same time: 1, or up to
+    /// `rollingUpdate.maxUnavailable` where the server honours it.
+    pub max_down: i32,
 }
 
 /// Steps for `replicas` pods from ordinal `start`, given optional cumulative targets.
@@ -108,10 +111,27 @@ pub fn compute(
                 updated,
                 partition,
                 ordinals,
+                max_down: 1,
             }
         })
         .collect();
     (steps, warnings)
+}
+
+/// Whether the StatefulSet controller of this server release honours
+/// `rollingUpdate.maxUnavailable` by default (feature gate MaxUnavailableStatefulSet): on
+/// in 1.35.0–1.35.3, off in 1.35.4 and 1.36 (kubernetes 137409), on again from 1.37.
+pub fn max_unavailable_on(minor: u32, patch: u32) -> bool {
+    minor >= 37 || (minor == 35 && patch <= 3)
+}
+
+/// Sets each step's `max_down`: the pods it exposes that the controller may take down at
+/// once, given the StatefulSet's maxUnavailable in pods (None = not set, or not honoured).
+pub fn with_max_down(mut steps: Vec<Step>, max_unavailable: Option<i32>) -> Vec<Step> {
+    for s in &mut steps {
+        s.max_down = max_unavailable.map_or(1, |m| m.min(s.ordinals.len() as i32).max(1));
+    }
+    steps
 }
 
 /// The steps still to do when the partition is already at `partition`.
@@ -129,6 +149,27 @@ mod tests {
 
     fn ords(steps: &[Step]) -> Vec<Vec<i32>> {
         steps.iter().map(|s| s.ordinals.clone()).collect()
+    }
+
+    #[test]
+    fn max_down_follows_max_unavailable_where_the_server_honours_it() {
+        let targets = [
+            StepTarget::Count(1),
+            StepTarget::Count(4),
+            StepTarget::Count(6),
+        ];
+        let (s, _) = compute(6, 0, Some(&targets));
+        assert_eq!(
+            with_max_down(s.clone(), Some(2))
+                .iter()
+                .map(|s| s.max_down)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 2]
+        );
+        assert!(with_max_down(s, None).iter().all(|s| s.max_down == 1));
+        assert!(max_unavailable_on(37, 0) && max_unavailable_on(35, 3));
+        assert!(!max_unavailable_on(35, 4) && !max_unavailable_on(36, 1));
+        assert!(!max_unavailable_on(20, 2));
     }
 
     #[test]

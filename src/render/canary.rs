@@ -51,7 +51,7 @@ impl Report for CanaryPlan {
         s.push_str("Steps (ordinals updated highest first; each waits for its gate):\n");
         for st in &p.steps {
             s.push_str(&format!(
-                "  {}. partition → {:<3} update {:<12} ({} of {} on the new revision)\n",
+                "  {}. partition → {:<3} update {:<12} ({} of {} on the new revision; at most {} down at once)\n",
                 st.number,
                 st.partition,
                 st.ordinals
@@ -60,7 +60,8 @@ impl Report for CanaryPlan {
                     .collect::<Vec<_>>()
                     .join(","),
                 st.updated,
-                p.replicas
+                p.replicas,
+                st.max_down
             ));
         }
         let g = &p.gates;

@@ -233,7 +233,7 @@ async fn min_ready_seconds_counts_in_available_replicas_and_in_every_gate() {
 }
 
 #[tokio::test]
-async fn max_unavailable_does_not_widen_a_canary_step() {
+async fn max_unavailable_is_counted_per_step_and_never_widens_a_canary_step() {
     // The server defaults (and here is asked for) maxUnavailable; the canary's partition
     // still exposes one pod per step by default and `--steps` pods per step at most.
     let ns = TestNs::new("cur-maxunavail").await;
@@ -270,18 +270,47 @@ async fn max_unavailable_does_not_widen_a_canary_step() {
     };
     rec.analyse(&check).assert_safe(&check, "default steps");
 
+    // A PDB that allows one disruption: the plan counts the pods a step takes down.
+    ns.apply(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: redis}\nspec: {minAvailable: 3, selector: {matchLabels: {app: redis}}}\n",
+    )
+    .await;
+    ns.eventually(WAIT, "the PDB's status", || async {
+        let pdbs: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = ns.api();
+        let p = pdbs.get("redis").await.ok()?;
+        (p.status?.disruptions_allowed == Some(1)).then_some(())
+    })
+    .await;
     let rec = Recorder::start(&ns).await;
-    ns.plugin(&[
-        "canary",
-        "redis",
-        "--image",
-        "redis=redis:7.2-alpine",
-        "--steps",
-        "2,100%",
-        "--yes",
-    ])
-    .await
-    .expect_code(0);
+    let r = ns
+        .plugin(&[
+            "canary",
+            "redis",
+            "--image",
+            "redis=redis:7.2-alpine",
+            "--steps",
+            "2,100%",
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .await;
+    r.expect_code(0);
+    let plan = &r.json()["plan"];
+    let down: Vec<i64> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["maxDown"].as_i64().unwrap())
+        .collect();
+    assert_eq!(down, [2, 2], "maxUnavailable 3 on a 2-pod step: 2 at once");
+    assert!(
+        plan["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("PodDisruptionBudget \"redis\" allows 1 disruption(s) right now, but a step takes up to 2 pods down at once")),
+        "{plan}"
+    );
     rec.caught_up().await;
     let most = rec.max_unavailable(&pod_names("redis", 4));
     assert!(
