@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::plan::canary::OnFailure;
 use crate::plan::canary::SettingsFlags;
+pub use crate::plan::canary::{OnFailure, Order};
 pub use crate::plan::resize::SizeRequest;
 pub use crate::render::Output;
 
@@ -101,7 +101,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  kubectl sts-safe canary redis --image redis=redis:7.4-alpine\n  kubectl sts-safe canary redis --image redis:7.4-alpine --steps 1,50%,100% --soak 30s --yes\n  kubectl sts-safe canary redis --patch new-template.yaml --check-cmd 'redis-cli -h $POD_FQDN ping'\n  kubectl sts-safe canary redis --resume\n\n--steps lists cumulative targets: each entry is how many pods (or what percentage of replicas,\nrounded up) run the new revision once that step is done. Default: one more pod per step."
     )]
-    Canary(CanaryArgs),
+    Canary(Box<CanaryArgs>),
     /// Undo a pending or failed rollout: restore the current revision and replace stuck pods
     #[command(
         after_help = "Examples:\n  kubectl sts-safe rollback redis\n  kubectl sts-safe rollback redis --yes"
@@ -199,6 +199,21 @@ pub struct CanaryArgs {
     pub metric_passes: Option<u32>,
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
+    /// Order of the pods: ordinal (highest first, by partition) or primary-last (replicas first, by deleting pods under OnDelete) [default: ordinal]
+    #[arg(long, value_enum)]
+    pub order: Option<Order>,
+    /// With --order primary-last: the primary is the pod with this label, e.g. role=primary
+    #[arg(long, value_name = "LABEL=VALUE", conflicts_with = "role_cmd")]
+    pub primary_selector: Option<String>,
+    /// With --order primary-last: run per pod (sh -c, env as --check-cmd); the pod that prints "primary" is the primary
+    #[arg(long, value_name = "CMD")]
+    pub role_cmd: Option<String>,
+    /// Run before a pod is taken down (e.g. switch the primary over); non-zero stops before touching it
+    #[arg(long, value_name = "CMD")]
+    pub before_pod: Option<String>,
+    /// Run after a pod passed its gates; non-zero stops the canary there
+    #[arg(long, value_name = "CMD")]
+    pub after_pod: Option<String>,
     /// Start even though some pods are not Ready
     #[arg(long)]
     pub allow_unready: bool,
@@ -225,6 +240,11 @@ impl CanaryArgs {
             prometheus: self.prometheus.url.clone(),
             prometheus_token_file: path_text(&self.prometheus.token_file),
             prometheus_ca: path_text(&self.prometheus.ca),
+            order: self.order,
+            primary_selector: self.primary_selector.clone(),
+            role_cmd: self.role_cmd.clone(),
+            before_pod: self.before_pod.clone(),
+            after_pod: self.after_pod.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (`exec::canary`). The decisions are in `plan::canary`.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::api::{Patch, PatchParams};
 use kube::ResourceExt;
 
@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 use crate::exec::canary::{self as engine, CanaryOptions};
 use crate::exec::metric_gate::{MetricGate, Subject};
 use crate::exec::prometheus::{Endpoint, Prometheus};
-use crate::exec::{access, lease, read, write};
-use crate::plan::canary::{self, MetricSettings, PlanInputs, RunSettings, Start};
+use crate::exec::{access, hooks, lease, read, write};
+use crate::plan::canary::{
+    self, MetricSettings, OnDeleteInputs, Order, PlanInputs, RunSettings, Start,
+};
+use crate::plan::ondelete;
 use crate::plan::{owners, template};
 use crate::render::{self, Output};
 use crate::ui;
@@ -89,6 +92,53 @@ fn metric_gate(args: &CanaryArgs, m: &MetricSettings) -> Result<MetricGate> {
     })
 }
 
+/// The primary of `--order primary-last`, by `--primary-selector` or `--role-cmd`.
+async fn find_primary(
+    ctx: &Ctx,
+    settings: &RunSettings,
+    sts: &StatefulSet,
+    pods: &[Pod],
+) -> Result<i32> {
+    let name = sts.name_any();
+    let live: Vec<i32> = crate::model::live_range(sts).collect();
+    if let Some(sel) = &settings.primary_selector {
+        let (k, v) = ondelete::parse_selector(sel)?;
+        let answers: Vec<(i32, bool)> = live
+            .iter()
+            .map(|o| {
+                let pod = pods
+                    .iter()
+                    .find(|p| p.name_any() == crate::model::pod_name(&name, *o));
+                let is = pod
+                    .and_then(|p| p.metadata.labels.as_ref())
+                    .and_then(|l| l.get(&k))
+                    .is_some_and(|x| *x == v);
+                (*o, is)
+            })
+            .collect();
+        return ondelete::one_primary(&name, &answers, &format!("label {k}={v}"));
+    }
+    let Some(cmd) = &settings.role_cmd else {
+        return Err(Error::usage(
+            "--order primary-last needs the primary: --primary-selector LABEL=VALUE or --role-cmd CMD",
+        ));
+    };
+    let mut answers = vec![];
+    for o in live {
+        let env = hooks::pod_env(sts, &ctx.namespace, o);
+        let out = hooks::run("--role-cmd", cmd, &env, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|e| {
+                Error::stopped(format!(
+                    "{}: {e}; cannot tell the primary",
+                    crate::model::pod_name(&name, o)
+                ))
+            })?;
+        answers.push((o, out.trim() == "primary"));
+    }
+    ondelete::one_primary(&name, &answers, "--role-cmd")
+}
+
 pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     if args.images.is_empty() && args.patch.is_none() && !args.resume {
         return Err(Error::usage(
@@ -105,11 +155,6 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
     }
     let sts = ctx.get_statefulset(&args.name).await?;
     let name = sts.name_any();
-    if crate::model::strategy_type(&sts) == "OnDelete" {
-        return Err(Error::stopped(format!(
-            "statefulset \"{name}\" uses updateStrategy OnDelete: the controller never replaces pods by itself, so a partition has no effect; switch it to RollingUpdate to run a canary"
-        )));
-    }
     super::refuse_owned(&sts, &args.owner)?;
     if dry_run == DryRun::None {
         // Rights first (they say everything that is missing), then whether another run
@@ -119,7 +164,8 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         lease::refuse_if_held(ctx, &ctx.namespace, &name, args.mutate.break_lock).await?;
     }
     let new_template = requested_template(ctx, args, &sts).await?;
-    let resume = match canary::decide_start(&sts, new_template.as_ref(), &ctx.namespace)? {
+    let pods = ctx.statefulset_pods(&sts).await?;
+    let resume = match canary::decide_start(&sts, &pods, new_template.as_ref(), &ctx.namespace)? {
         Start::Nothing(why) => {
             render::note(why);
             return Ok(0);
@@ -135,9 +181,22 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         template::template_digest(rolled_out),
     );
     let record = serde_json::to_string(&settings).unwrap_or_default();
-    let pods = ctx.statefulset_pods(&sts).await?;
+    // OnDelete: the StatefulSet uses it, an interrupted run left it, or the order needs it.
+    let recorded_strategy = ondelete::recorded_strategy(&sts);
+    let use_ondelete = settings.order == Order::PrimaryLast
+        || crate::model::strategy_type(&sts) == "OnDelete"
+        || recorded_strategy.is_some();
+    let original = recorded_strategy.unwrap_or_else(|| ondelete::current_strategy(&sts));
+    let primary = match settings.order {
+        Order::PrimaryLast => Some(find_primary(ctx, &settings, &sts, &pods).await?),
+        Order::Ordinal => None,
+    };
     // Pods the run will not re-verify through a gate must be Ready now.
-    let unready = canary::unready_before_start(&sts, &pods, resume);
+    let unready = if use_ondelete {
+        ondelete::unready_before_start(&sts, &pods, resume)
+    } else {
+        canary::unready_before_start(&sts, &pods, resume)
+    };
     if !unready.is_empty() && !args.allow_unready {
         return Err(Error::stopped(format!(
             "statefulset \"{name}\" has pods that are not Running/Ready: {}; fix them first (kubectl sts-safe doctor {name}) or pass --allow-unready",
@@ -158,6 +217,11 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         unready: &unready,
         pdbs: &pdbs,
         max_unavailable_on,
+        ondelete: use_ondelete.then(|| OnDeleteInputs {
+            original: original.clone(),
+            primary,
+            pods: &pods,
+        }),
     })?;
     plan.warnings.extend(owners::gitops_warning(
         &sts,
@@ -187,7 +251,12 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         return Ok(0);
     }
     if dry_run == DryRun::Server {
-        if let Some(t) = &new_template {
+        if use_ondelete {
+            write::dry_run(ctx, &sts, |rv| {
+                ondelete::freeze_patch(rv, new_template.as_ref(), &sts, &original, Some(&record))
+            })
+            .await?;
+        } else if let Some(t) = &new_template {
             write::dry_run_freeze(ctx, &sts, t, plan.freeze_partition, Some(&record)).await?;
         }
         return Ok(super::server_accepted("the change"));
@@ -207,6 +276,8 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         max_restarts: settings.max_restarts,
         check_cmd: settings.check_cmd.clone(),
         metrics,
+        before_pod: settings.before_pod.clone(),
+        after_pod: settings.after_pod.clone(),
         on_failure: settings.on_failure,
         yes: args.mutate.yes,
         record,
@@ -216,7 +287,14 @@ pub async fn run(ctx: &Ctx, args: &CanaryArgs) -> Result<i32> {
         ns = ctx.namespace
     );
     let guard = super::lock(ctx, &name, &args.mutate).await?;
-    let run = engine::execute(ctx, sts, new_template.filter(|_| !resume), plan, opts);
+    let template = new_template.filter(|_| !resume);
+    if use_ondelete {
+        let run = engine::execute_ondelete(ctx, sts, template, plan, opts, original);
+        return super::under_lock(ctx, guard, &name, "canary", run)
+            .await
+            .map_err(|e| e.with_next_step(next));
+    }
+    let run = engine::execute(ctx, sts, template, plan, opts);
     super::under_lock(ctx, guard, &name, "canary", run)
         .await
         .map_err(|e| e.with_next_step(next))

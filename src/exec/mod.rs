@@ -4,6 +4,7 @@
 pub mod access;
 pub mod canary;
 pub mod explain;
+pub mod hooks;
 pub mod interrupt;
 pub mod lease;
 pub mod metric_gate;

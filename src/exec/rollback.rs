@@ -16,6 +16,7 @@ use super::write::guarded_patch;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::model;
+use crate::plan::ondelete;
 use crate::plan::patch::freeze_patch;
 use crate::plan::rollback::{self, stuck, RollbackPlan};
 use crate::plan::template::{same_template, template_from_revision};
@@ -56,8 +57,19 @@ pub async fn execute(
     let mut interrupt = Interrupt::install();
     let mut tracker = Tracker::start(ctx, &sts).await?;
     let gen = sts.metadata.generation.unwrap_or(0);
-    let restored =
-        |s: &StatefulSet| model::partition(s) == 0 && same_template(&s.spec.template, template);
+    // Under OnDelete (or after an interrupted OnDelete canary) the strategy to keep is
+    // written with the template; otherwise partition 0.
+    let with_strategy = plan.on_delete || ondelete::recorded_strategy(&sts).is_some();
+    let restored = |s: &StatefulSet| {
+        let strategy = if plan.on_delete {
+            model::strategy_type(s) == "OnDelete"
+        } else {
+            model::strategy_type(s) == "RollingUpdate" && model::partition(s) == 0
+        };
+        strategy
+            && ondelete::recorded_strategy(s).is_none()
+            && same_template(&s.spec.template, template)
+    };
     let patched = guarded_patch(
         ctx,
         &name,
@@ -65,13 +77,24 @@ pub async fn execute(
         tracker.statefulset(),
         false,
         restored,
-        |rv| freeze_patch(rv, template, 0, &sts, None),
+        |rv| {
+            if with_strategy {
+                ondelete::rollback_patch(rv, template, &sts)
+            } else {
+                freeze_patch(rv, template, 0, &sts, None)
+            }
+        },
     )
     .await?;
     let gen = patched.metadata.generation.unwrap_or(0);
     render::note(format!(
-        "restored the template of revision {} and set partition 0",
-        plan.restore_revision
+        "restored the template of revision {}{}",
+        plan.restore_revision,
+        if plan.on_delete {
+            " (updateStrategy OnDelete: the pods on the bad revision are deleted one at a time)"
+        } else {
+            " and set partition 0"
+        }
     ));
     let started = Instant::now();
     let deadline = started + timeout;
@@ -80,13 +103,23 @@ pub async fn execute(
     let pods_api = ctx.api::<Pod>();
     loop {
         // Delete every pod stuck on the bad revision, once per pod uid.
-        let stuck_now: Vec<Pod> = tracker
-            .pods()
-            .into_values()
-            .filter(|p| {
-                stuck(p, &plan.restore_revision) && !deleted.contains(&p.uid().unwrap_or_default())
-            })
-            .collect();
+        let live = model::live_range(&sts);
+        let stuck_now: Vec<Pod> = if plan.on_delete {
+            let pods = tracker.pods();
+            rollback::next_ondelete_delete(&pods, live.clone(), &plan.restore_revision, &deleted)
+                .cloned()
+                .into_iter()
+                .collect()
+        } else {
+            tracker
+                .pods()
+                .into_values()
+                .filter(|p| {
+                    stuck(p, &plan.restore_revision)
+                        && !deleted.contains(&p.uid().unwrap_or_default())
+                })
+                .collect()
+        };
         for p in stuck_now {
             let uid = p.uid().unwrap_or_default();
             let dp = DeleteParams {
@@ -98,6 +131,11 @@ pub async fn execute(
             };
             ctx.may_write()?;
             match pods_api.delete(&p.name_any(), &dp).await {
+                Ok(_) if plan.on_delete => render::note(format!(
+                    "deleted pod {} (on revision {})",
+                    p.name_any(),
+                    plan.bad_revision
+                )),
                 Ok(_) => render::note(format!(
                     "deleted stuck pod {} (not Ready on revision {})",
                     p.name_any(),
@@ -120,11 +158,16 @@ pub async fn execute(
                     ));
                 }
                 let pods = t.pods();
-                if pods
-                    .values()
-                    .any(|p| stuck(p, &restore) && !deleted.contains(&p.uid().unwrap_or_default()))
-                {
-                    return Poll::Done(Ok(false)); // another stuck pod to delete
+                let next = if plan.on_delete {
+                    rollback::next_ondelete_delete(&pods, live.clone(), &restore, &deleted)
+                        .is_some()
+                } else {
+                    pods.values().any(|p| {
+                        stuck(p, &restore) && !deleted.contains(&p.uid().unwrap_or_default())
+                    })
+                };
+                if next {
+                    return Poll::Done(Ok(false)); // another pod to delete
                 }
                 if rollback::restored(&s, &pods, &restore, gen) {
                     Poll::Done(Ok(true))

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gate;
 use super::metrics::{Cadence, MetricFailure, MetricQuery, QueryKind};
+use super::ondelete;
 use super::steps::{self, Step, StepTarget};
 use super::template::{self, same_template, template_digest, Change};
 use super::API_VERSION;
@@ -26,6 +27,27 @@ pub enum OnFailure {
     Pause,
     /// Restore the old revision everywhere
     Rollback,
+}
+
+/// The order in which pods get the new revision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    /// Highest ordinal first (the partition's order)
+    #[default]
+    Ordinal,
+    /// Highest ordinal first, the primary last (replaces pods by deleting them, under OnDelete)
+    PrimaryLast,
+}
+
+/// How the pods are replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mechanism {
+    /// The partition is lowered step by step; the controller replaces the pods.
+    Partition,
+    /// `updateStrategy: OnDelete`; the run deletes one pod at a time in its order.
+    OnDelete,
 }
 
 /// The gate and step flags as given on the command line (None = not given).
@@ -44,6 +66,11 @@ pub struct SettingsFlags {
     pub prometheus: Option<String>,
     pub prometheus_token_file: Option<String>,
     pub prometheus_ca: Option<String>,
+    pub order: Option<Order>,
+    pub primary_selector: Option<String>,
+    pub role_cmd: Option<String>,
+    pub before_pod: Option<String>,
+    pub after_pod: Option<String>,
 }
 
 /// The metric gate of a run, as recorded (headers are not: they may carry secrets).
@@ -135,6 +162,16 @@ pub struct RunSettings {
     pub on_failure: OnFailure,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricSettings>,
+    #[serde(default)]
+    pub order: Order,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_cmd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_pod: Option<String>,
 }
 
 impl RunSettings {
@@ -173,6 +210,14 @@ impl RunSettings {
                 .or(recorded.map(|r| r.on_failure))
                 .unwrap_or(OnFailure::Pause),
             metrics: MetricSettings::resolve(args, recorded.and_then(|r| r.metrics.as_ref())),
+            order: args.order.or(recorded.map(|r| r.order)).unwrap_or_default(),
+            primary_selector: pick(
+                &args.primary_selector,
+                recorded.map(|r| &r.primary_selector),
+            ),
+            role_cmd: pick(&args.role_cmd, recorded.map(|r| &r.role_cmd)),
+            before_pod: pick(&args.before_pod, recorded.map(|r| &r.before_pod)),
+            after_pod: pick(&args.after_pod, recorded.map(|r| &r.after_pod)),
         }
     }
 
@@ -183,6 +228,11 @@ impl RunSettings {
     pub fn step_timeout(&self) -> Duration {
         Duration::from_secs(self.step_timeout_seconds.max(1))
     }
+}
+
+/// A flag given now, else the recorded value.
+fn pick(given: &Option<String>, recorded: Option<&Option<String>>) -> Option<String> {
+    given.clone().or_else(|| recorded.cloned().flatten())
 }
 
 /// The settings recorded for the rollout of the StatefulSet's current template, if any.
@@ -211,11 +261,20 @@ pub enum Start {
 /// asked for by --image/--patch (None with --resume). Another rollout pending is a stop.
 pub fn decide_start(
     sts: &StatefulSet,
+    pods: &[Pod],
     requested: Option<&PodTemplateSpec>,
     namespace: &str,
 ) -> Result<Start> {
     let name = sts.name_any();
-    let pending = model::rollout_pending(sts);
+    // An interrupted OnDelete run is pending until it restored the strategy. Under
+    // OnDelete, older servers never move currentRevision on (kubernetes 73492): a pod on
+    // another revision than the update revision is what says a rollout is pending.
+    let behind = model::strategy_type(sts) == "OnDelete"
+        && pods
+            .iter()
+            .any(|p| model::revision(p) != model::update_revision(sts));
+    let pending =
+        model::rollout_pending(sts) || ondelete::recorded_strategy(sts).is_some() || behind;
     match (requested, pending) {
         (None, false) => Ok(Start::Nothing(format!(
             "no rollout is pending on statefulset \"{name}\": nothing to resume"
@@ -301,6 +360,16 @@ pub struct PlanInputs<'a> {
     pub pdbs: &'a [PodDisruptionBudget],
     /// Whether the server's controller honours `rollingUpdate.maxUnavailable`.
     pub max_unavailable_on: bool,
+    /// Set when the pods are replaced by deleting them under `OnDelete`.
+    pub ondelete: Option<OnDeleteInputs<'a>>,
+}
+
+/// What the `OnDelete` mechanism's plan needs.
+pub struct OnDeleteInputs<'a> {
+    /// The strategy restored at the end (the recorded one when resuming).
+    pub original: serde_json::Value,
+    pub primary: Option<i32>,
+    pub pods: &'a [Pod],
 }
 
 /// The plan shown before the first write: freeze, steps, gates and warnings.
@@ -353,6 +422,38 @@ pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
         _ => vec![],
     };
     let soak = gate::soak(model::min_ready_seconds(sts), inp.settings.soak());
+    let name = sts.name_any();
+    let (mechanism, planned_steps, restore_strategy) = match &inp.ondelete {
+        None => (Mechanism::Partition, planned_steps, None),
+        Some(od) => {
+            if inp.settings.steps.is_some() {
+                return Err(Error::usage("--steps does not apply when pods are replaced one at a time by deleting them (OnDelete, --order primary-last)"));
+            }
+            let order = ondelete::delete_order(sts, od.primary);
+            let (done, todo) = match (inp.resume, model::update_revision(sts)) {
+                (true, Some(u)) => ondelete::split_done(&name, &order, od.pods, u),
+                _ => (vec![], order),
+            };
+            let steps = todo
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Step {
+                    number: i + 1,
+                    updated: (done.len() + i + 1) as i32,
+                    partition: steps::NO_PARTITION,
+                    ordinals: vec![*o],
+                    max_down: 1,
+                })
+                .collect();
+            let restore = ondelete::describe_strategy(&ondelete::strategy_to_restore(&od.original));
+            (Mechanism::OnDelete, steps, Some(restore))
+        }
+    };
+    let primary = inp
+        .ondelete
+        .as_ref()
+        .and_then(|od| od.primary)
+        .map(|o| model::pod_name(&name, o));
     Ok(CanaryPlan {
         api_version: API_VERSION,
         kind: "CanaryPlan",
@@ -364,6 +465,9 @@ pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
         current_revision: model::current_revision(sts).map(str::to_string),
         changes,
         freeze_partition: partition_now.max(replicas),
+        mechanism,
+        primary,
+        restore_strategy,
         steps: planned_steps,
         gates: Gates {
             soak_seconds: soak.as_secs(),
@@ -372,6 +476,8 @@ pub fn build_plan(inp: PlanInputs<'_>) -> Result<CanaryPlan> {
             max_restarts: inp.settings.max_restarts,
             check_cmd: inp.settings.check_cmd.clone(),
             metrics: inp.settings.metrics.as_ref().map(MetricGate::new),
+            before_pod: inp.settings.before_pod.clone(),
+            after_pod: inp.settings.after_pod.clone(),
         },
         warnings,
     })
@@ -396,6 +502,11 @@ pub struct Gates {
     pub check_cmd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricGate>,
+    /// Hooks run before a pod is taken down and after it passed its gates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_pod: Option<String>,
 }
 
 /// The Prometheus gate as the plan shows it.
@@ -440,8 +551,16 @@ pub struct CanaryPlan {
     pub resume: bool,
     pub current_revision: Option<String>,
     pub changes: Vec<Change>,
-    /// The partition set together with the new template, before any pod is touched.
+    /// The partition set together with the new template, before any pod is touched
+    /// (mechanism `partition`).
     pub freeze_partition: i32,
+    pub mechanism: Mechanism,
+    /// The pod updated last (`--order primary-last`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// The update strategy the run leaves behind (mechanism `onDelete`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_strategy: Option<String>,
     pub steps: Vec<Step>,
     pub gates: Gates,
     pub warnings: Vec<String>,

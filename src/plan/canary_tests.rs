@@ -13,6 +13,11 @@ fn resume_keeps_the_recorded_gates_unless_flags_override() {
         check_cmd: Some("redis-cli ping".into()),
         on_failure: OnFailure::Rollback,
         metrics: None,
+        order: Order::Ordinal,
+        primary_selector: None,
+        role_cmd: None,
+        before_pod: None,
+        after_pod: None,
     };
     let bare = RunSettings::resolve(&SettingsFlags::default(), Some(&recorded), "t".into());
     assert_eq!(bare, recorded);
@@ -90,14 +95,17 @@ fn with_image(sts: &StatefulSet, image: &str) -> PodTemplateSpec {
 fn start_resume_or_nothing() {
     let (pending, _) = midway();
     let running = pending.spec.template.clone();
-    assert_eq!(decide_start(&pending, None, "db").unwrap(), Start::Resume);
     assert_eq!(
-        decide_start(&pending, Some(&running), "db").unwrap(),
+        decide_start(&pending, &[], None, "db").unwrap(),
+        Start::Resume
+    );
+    assert_eq!(
+        decide_start(&pending, &[], Some(&running), "db").unwrap(),
         Start::Resume,
         "asking again for the template being rolled out continues it"
     );
     let other = with_image(&pending, "redis:8");
-    let e = decide_start(&pending, Some(&other), "db").unwrap_err();
+    let e = decide_start(&pending, &[], Some(&other), "db").unwrap_err();
     assert_eq!(e.exit_code(), 3);
     assert!(
         e.to_string()
@@ -109,13 +117,13 @@ fn start_resume_or_nothing() {
     let mut converged = pending.clone();
     converged.status.as_mut().unwrap().current_revision = Some("redis-bbb".into());
     assert!(
-        matches!(decide_start(&converged, None, "db").unwrap(), Start::Nothing(w) if w.contains("nothing to resume"))
+        matches!(decide_start(&converged, &[], None, "db").unwrap(), Start::Nothing(w) if w.contains("nothing to resume"))
     );
     assert!(
-        matches!(decide_start(&converged, Some(&running), "db").unwrap(), Start::Nothing(w) if w.contains("already runs this template"))
+        matches!(decide_start(&converged, &[], Some(&running), "db").unwrap(), Start::Nothing(w) if w.contains("already runs this template"))
     );
     assert_eq!(
-        decide_start(&converged, Some(&other), "db").unwrap(),
+        decide_start(&converged, &[], Some(&other), "db").unwrap(),
         Start::Fresh
     );
 }
@@ -154,6 +162,7 @@ fn a_resumed_plan_keeps_only_the_remaining_steps() {
         unready: &[],
         pdbs: &[],
         max_unavailable_on: true,
+        ondelete: None,
     })
     .unwrap();
     assert_eq!(
@@ -192,6 +201,7 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         unready: &["redis-1".to_string()],
         pdbs: &[],
         max_unavailable_on: true,
+        ondelete: None,
     })
     .unwrap();
     assert_eq!(p.freeze_partition, 3);
@@ -220,6 +230,7 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         unready: &[],
         pdbs: &[],
         max_unavailable_on: true,
+        ondelete: None,
     })
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);
@@ -243,6 +254,7 @@ fn a_fresh_plan_freezes_above_the_top_ordinal_and_lists_the_change() {
         unready: &[],
         pdbs: &[],
         max_unavailable_on: true,
+        ondelete: None,
     })
     .unwrap();
     let m = p.gates.metrics.as_ref().unwrap();
@@ -368,6 +380,7 @@ fn pdbs_are_checked_against_the_most_pods_a_step_takes_down() {
             unready: &[],
             pdbs: &pdbs,
             max_unavailable_on: on,
+            ondelete: None,
         })
         .unwrap()
     };

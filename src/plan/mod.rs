@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod gate;
 pub mod lease;
 pub mod metrics;
+pub mod ondelete;
 pub mod orphan;
 pub mod owners;
 pub mod patch;

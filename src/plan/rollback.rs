@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::ResourceExt;
 use serde::Serialize;
 
+use super::ondelete;
 use super::template::{self, Change};
 use super::API_VERSION;
 use crate::model;
@@ -21,8 +22,11 @@ pub struct RollbackPlan {
     pub restore_revision: String,
     pub bad_revision: String,
     pub changes: Vec<Change>,
-    /// Pods stuck not-Ready on the bad revision: the controller will not replace them itself.
+    /// Pods stuck not-Ready on the bad revision: the controller will not replace them
+    /// itself. Under `OnDelete`: every pod on the bad revision, deleted one at a time.
     pub delete_pods: Vec<String>,
+    /// The StatefulSet keeps (or gets back) `updateStrategy: OnDelete`.
+    pub on_delete: bool,
     pub warnings: Vec<String>,
 }
 
@@ -71,7 +75,18 @@ pub fn plan(
 ) -> Option<(RollbackPlan, PodTemplateSpec)> {
     let name = sts.name_any();
     let current = model::current_revision(sts).unwrap_or_default().to_string();
-    let stuck_pods: Vec<&Pod> = pods.iter().filter(|p| stuck(p, &current)).collect();
+    let on_delete = stays_on_delete(sts);
+    let mut stuck_pods: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            if on_delete {
+                model::revision(p).is_some_and(|r| r != current) && !model::is_terminating(p)
+            } else {
+                stuck(p, &current)
+            }
+        })
+        .collect();
+    stuck_pods.sort_by_key(|p| std::cmp::Reverse(model::ordinal_of(&name, &p.name_any())));
     let delete_pods = stuck_pods.iter().map(|p| p.name_any()).collect();
     if !model::rollout_pending(sts) {
         // The template may already be restored (a rollback stopped after its first
@@ -87,6 +102,7 @@ pub fn plan(
                 bad_revision: model::revision(first).unwrap_or_default().to_string(),
                 changes: vec![],
                 delete_pods,
+                on_delete,
                 warnings: vec![
                     "the template is already restored; finishing an interrupted rollback".into(),
                 ],
@@ -96,7 +112,7 @@ pub fn plan(
     }
     let restore = restore?;
     let mut warnings = vec![];
-    if model::partition(sts) > 0 {
+    if model::partition(sts) > 0 && !on_delete {
         warnings.push(format!(
             "the partition ({}) is reset to 0",
             model::partition(sts)
@@ -112,10 +128,49 @@ pub fn plan(
             bad_revision: model::update_revision(sts).unwrap_or_default().to_string(),
             changes: template::diff(&sts.spec.template, restore),
             delete_pods,
+            on_delete,
             warnings,
         },
         restore.clone(),
     ))
+}
+
+/// Whether the rollback leaves the StatefulSet on `OnDelete`: it uses it, and it is not an
+/// interrupted canary run whose recorded strategy is another one.
+pub fn stays_on_delete(sts: &StatefulSet) -> bool {
+    let original =
+        ondelete::recorded_strategy(sts).unwrap_or_else(|| ondelete::current_strategy(sts));
+    ondelete::is_ondelete(&ondelete::strategy_to_restore(&original))
+}
+
+/// Under `OnDelete`, the next pod to delete: a pod on the bad revision that is down
+/// anyway first, else the highest one, but only while every other pod is up (one pod
+/// down at a time). `deleted` holds the uids already deleted.
+pub fn next_ondelete_delete<'p>(
+    pods: &'p std::collections::BTreeMap<i32, Pod>,
+    live: std::ops::Range<i32>,
+    restore: &str,
+    deleted: &std::collections::BTreeSet<String>,
+) -> Option<&'p Pod> {
+    let bad = |p: &Pod| {
+        model::revision(p).is_some_and(|r| r != restore)
+            && !model::is_terminating(p)
+            && !deleted.contains(&p.uid().unwrap_or_default())
+    };
+    let mut victims: Vec<(i32, &Pod)> = live
+        .clone()
+        .filter_map(|o| pods.get(&o).map(|p| (o, p)))
+        .filter(|(_, p)| bad(p))
+        .collect();
+    victims.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
+    if let Some((_, p)) = victims.iter().find(|(_, p)| !model::is_available(p)) {
+        return Some(p);
+    }
+    let all_up = live.clone().all(|o| {
+        pods.get(&o)
+            .is_some_and(|p| model::is_available(p) && !model::is_terminating(p))
+    });
+    victims.first().filter(|_| all_up).map(|(_, p)| *p)
 }
 
 /// Whether [`plan`] needs the template of the current revision (a rollout is pending).
@@ -251,5 +306,43 @@ status: {{phase: Running, conditions: [{{type: Ready, status: '{}'}}]}}",
         assert_eq!(p.bad_revision, "redis-bad");
         assert!(p.changes.is_empty());
         assert!(template::same_template(&t, &s.spec.template));
+    }
+}
+
+#[cfg(test)]
+mod ondelete_tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn pod(name: &str, rev: &str, ready: bool) -> Pod {
+        serde_yaml::from_str(&format!(
+            "metadata: {{name: {name}, uid: u-{name}, labels: {{controller-revision-hash: {rev}}}}}
+status: {{phase: Running, conditions: [{{type: Ready, status: '{}'}}]}}",
+            if ready { "True" } else { "False" }
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn ondelete_rollback_deletes_one_bad_pod_at_a_time() {
+        let none = BTreeSet::new();
+        let mut pods: BTreeMap<i32, Pod> = BTreeMap::from([
+            (0, pod("db-0", "good", true)),
+            (1, pod("db-1", "bad", true)),
+            (2, pod("db-2", "bad", true)),
+        ]);
+        let next = |pods: &BTreeMap<i32, Pod>, d: &BTreeSet<String>| {
+            next_ondelete_delete(pods, 0..3, "good", d).map(|p| p.name_any())
+        };
+        assert_eq!(next(&pods, &none).as_deref(), Some("db-2"), "highest first");
+        // A bad pod that is down anyway goes first.
+        pods.insert(1, pod("db-1", "bad", false));
+        assert_eq!(next(&pods, &none).as_deref(), Some("db-1"));
+        // While another pod is down, no healthy bad pod is deleted.
+        pods.insert(1, pod("db-1", "good", false));
+        assert_eq!(next(&pods, &none), None);
+        pods.insert(1, pod("db-1", "good", true));
+        let deleted: BTreeSet<String> = ["u-db-2".to_string()].into();
+        assert_eq!(next(&pods, &deleted), None, "each uid once");
     }
 }

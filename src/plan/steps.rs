@@ -49,13 +49,21 @@ pub struct Step {
     pub number: usize,
     /// Pods on the new revision once this step is done.
     pub updated: i32,
-    /// The partition this step sets.
+    /// The partition this step sets ([`NO_PARTITION`] when pods are deleted instead).
+    #[serde(skip_serializing_if = "no_partition")]
     pub partition: i32,
     /// Ordinals this step exposes, in the order the controller updates them (highest first).
     pub ordinals: Vec<i32>,
     /// How many of them the controller can take down at the same time: 1, or up to
     /// `rollingUpdate.maxUnavailable` where the server honours it.
     pub max_down: i32,
+}
+
+/// The partition of a step that deletes its pod instead (mechanism `onDelete`).
+pub const NO_PARTITION: i32 = -1;
+
+fn no_partition(p: &i32) -> bool {
+    *p == NO_PARTITION
 }
 
 /// Steps for `replicas` pods from ordinal `start`, given optional cumulative targets.

@@ -2,7 +2,7 @@
 
 use super::{bold, green, red, yellow, Report};
 use crate::model;
-use crate::plan::canary::{CanaryPlan, CanaryReport};
+use crate::plan::canary::{CanaryPlan, CanaryReport, Mechanism};
 use crate::plan::rollback::{RollbackPlan, RollbackReport};
 use crate::plan::template::Change;
 
@@ -42,14 +42,36 @@ impl Report for CanaryPlan {
             s.push_str("Template change:\n");
             s.push_str(&render_changes(&p.changes));
         }
-        if !p.resume {
+        if p.mechanism == Mechanism::OnDelete {
+            s.push_str(&format!(
+                "Mechanism: updateStrategy OnDelete; the pods are deleted one at a time in this order{}, each waiting for its gate before the next; at the end the strategy is set to {} (recorded on the StatefulSet until then, so a re-run restores it)\n",
+                p.primary.as_deref().map(|pr| format!(" ({pr}, the primary, last)")).unwrap_or_default(),
+                p.restore_strategy.as_deref().unwrap_or("?")
+            ));
+            if !p.resume {
+                s.push_str("Freeze: set the new template with updateStrategy OnDelete (no pod changes yet)\n");
+            }
+            s.push_str("Steps:\n");
+            for st in &p.steps {
+                s.push_str(&format!(
+                    "  {}. delete {}-{:<8} ({} of {} on the new revision; 1 down at a time)\n",
+                    st.number, p.statefulset, st.ordinals[0], st.updated, p.replicas
+                ));
+            }
+        } else if !p.resume {
             s.push_str(&format!(
                 "Freeze: set partition {} together with the new template (no pod changes yet)\n",
                 p.freeze_partition
             ));
         }
-        s.push_str("Steps (ordinals updated highest first; each waits for its gate):\n");
-        for st in &p.steps {
+        if p.mechanism == Mechanism::Partition {
+            s.push_str("Steps (ordinals updated highest first; each waits for its gate):\n");
+        }
+        for st in p
+            .steps
+            .iter()
+            .filter(|_| p.mechanism == Mechanism::Partition)
+        {
             s.push_str(&format!(
                 "  {}. partition → {:<3} update {:<12} ({} of {} on the new revision; at most {} down at once)\n",
                 st.number,
@@ -77,6 +99,16 @@ impl Report for CanaryPlan {
         g.check_cmd.as_deref().map(|c| format!(", `{c}` exits 0")).unwrap_or_default(),
         g.step_timeout_seconds
     ));
+        for (flag, cmd) in [
+            ("--before-pod", &g.before_pod),
+            ("--after-pod", &g.after_pod),
+        ] {
+            if let Some(c) = cmd {
+                s.push_str(&format!(
+                    "Hook {flag}: `{c}` (a non-zero exit stops the canary)\n"
+                ));
+            }
+        }
         if let Some(m) = &g.metrics {
             s.push_str(&format!(
                 "Metric gate (Prometheus {}): every {}s from Ready, passed after {} passing evaluation(s) in a row and the soak\n",
@@ -120,8 +152,17 @@ impl Report for RollbackPlan {
             s.push_str("Template change:\n");
             s.push_str(&render_changes(&p.changes));
         }
-        s.push_str("Set partition 0 with the restored template; the controller replaces pods on the bad revision, highest first\n");
-        if p.delete_pods.is_empty() {
+        if p.on_delete {
+            s.push_str("Restore the template; updateStrategy stays OnDelete, so the pods on the bad revision are deleted one at a time, highest first, each Ready on the restored revision before the next\n");
+            if !p.delete_pods.is_empty() {
+                s.push_str(&format!("Pods to delete: {}\n", p.delete_pods.join(", ")));
+            }
+        } else {
+            s.push_str("Set partition 0 with the restored template; the controller replaces pods on the bad revision, highest first\n");
+        }
+        if p.on_delete {
+            // The pods to delete are listed above.
+        } else if p.delete_pods.is_empty() {
             s.push_str("No pod is stuck on the bad revision\n");
         } else {
             s.push_str(&format!(
@@ -154,10 +195,14 @@ impl Report for CanaryReport {
         }
         let mut s = String::from("Step timings:\n");
         for st in &self.steps {
+            let how = if self.plan.mechanism == Mechanism::OnDelete {
+                "deleted      ".to_string()
+            } else {
+                format!("partition {:<3}", st.partition)
+            };
             s.push_str(&format!(
-                "  {}. partition {:<3} {:<24} {:.1}s\n",
+                "  {}. {how} {:<24} {:.1}s\n",
                 st.number,
-                st.partition,
                 pod_names(&self.plan.statefulset, &st.ordinals),
                 st.seconds
             ));

@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod lease;
 mod metrics;
+mod ondelete;
 mod prune;
 mod prune_hold;
 mod recover;

@@ -558,7 +558,10 @@ async fn bad_input_table() {
         // recover reads cluster-scoped evidence: the namespace's Role alone is not enough.
         case(&["recover", "redis", "--yes"], Via::Limited(&[]), E, &["cannot list volumeattachments"]),
         // gates, safety checks, refusals (3)
-        on(case(&["canary", "ondel", "--image", img, "--yes"], Via::Admin, S, &["uses updateStrategy OnDelete"]), "ondel"),
+        on(case(&["canary", "ondel", "--image", img, "--order", "primary-last", "--yes"], Via::Admin, U, &["--order primary-last needs the primary", "--primary-selector LABEL=VALUE or --role-cmd CMD"]), "ondel"),
+        on(case(&["canary", "ondel", "--image", img, "--order", "primary-last", "--primary-selector", "role", "--yes"], Via::Admin, U, &["--primary-selector \"role\" must be LABEL=VALUE"]), "ondel"),
+        on(case(&["canary", "ondel", "--image", img, "--order", "primary-last", "--primary-selector", "role=primary", "--yes"], Via::Admin, S, &["no pod of statefulset \"ondel\" is the primary by label role=primary"]), "ondel"),
+        on(case(&["canary", "ondel", "--image", img, "--steps", "1,100%", "--yes"], Via::Admin, U, &["--steps does not apply when pods are replaced one at a time"]), "ondel"),
         on(case(&["canary", "parted", "--image", "redis:7.5-alpine", "--yes"], Via::Admin, S, &["already has a rollout pending", "partition 5", "--resume", "sts-safe rollback parted"]), "parted"),
         on(case(&["canary", "parted", "--image", "redis:7.5-alpine", "--dry-run"], Via::Admin, S, &["already has a rollout pending"]), "parted"),
         case(&["canary", "redis", "--image", img], Via::Admin, S, &["no terminal to ask"]),

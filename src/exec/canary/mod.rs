@@ -9,16 +9,19 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::explain;
-use super::interrupt::Interrupt;
-use super::metric_gate::{MetricGate, Subject};
-use super::rollback;
-use super::watch::{Poll, Tracker, WaitEnd};
-use super::write::guarded_patch;
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
+use crate::exec::explain;
+use crate::exec::hooks;
+use crate::exec::interrupt::Interrupt;
+use crate::exec::metric_gate::{MetricGate, Subject};
+use crate::exec::rollback;
+use crate::exec::watch::{Poll, Tracker, WaitEnd};
+use crate::exec::write::guarded_patch;
 use crate::model;
-use crate::plan::canary::{CanaryPlan, CanaryReport, Failure, OnFailure, Outcome, StepResult};
+use crate::plan::canary::{
+    CanaryPlan, CanaryReport, Failure, Mechanism, OnFailure, Outcome, StepResult,
+};
 use crate::plan::conditions::{self, CanaryStep, Observed, PodProgress, StepState};
 use crate::plan::gate::{Gate, GateStatus};
 use crate::plan::metrics::{MetricBook, MetricFailure, Verdict};
@@ -35,11 +38,18 @@ pub struct CanaryOptions {
     pub check_cmd: Option<String>,
     /// The Prometheus gate (`--fail-if`, `--require`), when asked for.
     pub metrics: Option<MetricGate>,
+    /// Hooks run before a pod is taken down and after it passed its gates.
+    pub before_pod: Option<String>,
+    pub after_pod: Option<String>,
     pub on_failure: OnFailure,
     pub yes: bool,
     /// The run's settings, recorded on the StatefulSet with the freeze so `--resume` keeps them.
     pub record: String,
 }
+
+mod ondelete;
+
+pub use ondelete::execute as execute_ondelete;
 
 enum StepEnd {
     Passed,
@@ -75,50 +85,125 @@ struct CanaryRun<'a> {
     passed: BTreeSet<i32>,
 }
 
-async fn run_check(
-    cmd: &str,
-    env: &[(&str, String)],
-    timeout: Duration,
-) -> std::result::Result<(), String> {
-    let mut c = tokio::process::Command::new("sh");
-    c.arg("-c")
-        .arg(cmd)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    match tokio::time::timeout(timeout, c.output()).await {
-        Err(_) => Err(format!(
-            "--check-cmd did not finish within {}s",
-            timeout.as_secs()
-        )),
-        Ok(Err(e)) => Err(format!("--check-cmd could not start: {e}")),
-        Ok(Ok(o)) if o.status.success() => Ok(()),
-        Ok(Ok(o)) => {
-            let out = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            let out = if out.is_empty() {
-                String::from_utf8_lossy(&o.stdout).trim().to_string()
-            } else {
-                out
-            };
-            Err(format!(
-                "--check-cmd exited {}{}",
-                o.status
-                    .code()
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "by signal".into()),
-                if out.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", out.lines().last().unwrap_or(""))
-                }
-            ))
-        }
-    }
+/// What the operator chose between two steps.
+enum Between {
+    Continue,
+    ContinueAll,
+    Stop,
+    RollBack,
 }
 
-impl CanaryRun<'_> {
+impl<'a> CanaryRun<'a> {
+    async fn begin(
+        ctx: &'a Ctx,
+        sts: &StatefulSet,
+        replicas: i32,
+        opts: CanaryOptions,
+        interrupt: &Interrupt,
+    ) -> Result<CanaryRun<'a>> {
+        Ok(CanaryRun {
+            ctx,
+            name: sts.name_any(),
+            replicas,
+            generation: sts.metadata.generation.unwrap_or(0),
+            update_revision: String::new(),
+            tracker: Tracker::start(ctx, sts).await?,
+            interrupt: interrupt.clone(),
+            progress: Progress::new(ctx),
+            opts,
+            passed: BTreeSet::new(),
+        })
+    }
+
+    /// Waits until the controller has seen our last write and learns the update revision.
+    async fn observe(&mut self, interrupt: &mut Interrupt) -> Result<()> {
+        let gen = self.generation;
+        let observed = self
+            .tracker
+            .wait_for(Instant::now() + Duration::from_secs(60), interrupt, |t| {
+                match conditions::controller_observed(t.statefulset().as_ref(), gen) {
+                    Observed::Pending => Poll::Pending(None),
+                    Observed::Revision(u) => Poll::Done(Ok(u)),
+                    Observed::MovedOn(g) => Poll::Done(Err(g)),
+                }
+            })
+            .await;
+        let name = &self.name;
+        self.update_revision = match observed {
+            Ok(Ok(u)) => u,
+            Ok(Err(g)) => {
+                return Err(Error::Conflict {
+                    object: format!("statefulset \"{name}\""),
+                    detail: format!("its spec moved to generation {g} right after the freeze"),
+                })
+            }
+            Err(WaitEnd::Timeout) => {
+                return Err(Error::Timeout {
+                    what: format!("the StatefulSet controller to observe statefulset \"{name}\" (is kube-controller-manager running?)"),
+                    after: "60s".into(),
+                })
+            }
+            Err(WaitEnd::Interrupted) => {
+                return Err(Error::Interrupted(format!(
+                    "before the first step; resume with: {}",
+                    self.resume_hint()
+                )))
+            }
+        };
+        Ok(())
+    }
+
+    /// Records a passed step in the report.
+    fn record_pass(
+        &mut self,
+        report: &mut CanaryReport,
+        step: &crate::plan::steps::Step,
+        step_started: Instant,
+        queries_before: Option<u64>,
+    ) {
+        let passed_at = Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        self.passed.extend(step.ordinals.iter().copied());
+        report.steps.push(StepResult {
+            number: step.number,
+            partition: step.partition,
+            ordinals: step.ordinals.clone(),
+            seconds: step_started.elapsed().as_secs_f64(),
+            prometheus_queries: self
+                .queries_sent()
+                .zip(queries_before)
+                .map(|(after, before)| after - before),
+            passed_at,
+        });
+    }
+
+    /// Asks the operator what to do after a passed step (`next` says what comes).
+    fn ask_between(&self, step: usize, next: &str) -> Between {
+        let prompt = format!(
+            "step {step} passed ({} Ready on the new revision). Next: {next}",
+            names(
+                &self.name,
+                &self.passed.iter().rev().copied().collect::<Vec<_>>()
+            ),
+        );
+        match ui::choose(
+            self.ctx,
+            &prompt,
+            &[
+                "continue",
+                "continue all remaining steps",
+                "stop here",
+                "roll back",
+            ],
+        ) {
+            Ok(0) => Between::Continue,
+            Ok(1) => Between::ContinueAll,
+            Ok(3) => Between::RollBack,
+            _ => Between::Stop,
+        }
+    }
+
     fn gate(&self, soak: Duration) -> Gate<'_> {
         Gate {
             update_revision: &self.update_revision,
@@ -144,20 +229,6 @@ impl CanaryRun<'_> {
             checked,
             metrics,
         }
-    }
-
-    fn check_env(&self, ordinal: i32, sts: &StatefulSet) -> Vec<(&'static str, String)> {
-        let pod = model::pod_name(&self.name, ordinal);
-        let svc = sts.spec.service_name.clone().unwrap_or_default();
-        vec![
-            (
-                "POD_FQDN",
-                format!("{pod}.{svc}.{}.svc.cluster.local", self.ctx.namespace),
-            ),
-            ("POD_NAME", pod),
-            ("POD_ORDINAL", ordinal.to_string()),
-            ("NAMESPACE", self.ctx.namespace.clone()),
-        ]
     }
 
     /// Waits until every ordinal of `ordinals` passes its gate (and `--check-cmd`)
@@ -258,8 +329,9 @@ impl CanaryRun<'_> {
                     let remaining = deadline
                         .saturating_duration_since(Instant::now())
                         .max(Duration::from_secs(1));
-                    match run_check(&cmd, &self.check_env(o, sts), remaining).await {
-                        Ok(()) => {
+                    let env = hooks::pod_env(sts, &self.ctx.namespace, o);
+                    match hooks::run("--check-cmd", &cmd, &env, remaining).await {
+                        Ok(_) => {
                             checked.insert(o);
                             last_check_error.remove(&o);
                             newly_checked = true;
@@ -376,19 +448,7 @@ pub async fn execute(
     let started = Instant::now();
     let name = sts.name_any();
     let mut interrupt = Interrupt::install();
-    let tracker = Tracker::start(ctx, &sts).await?;
-    let mut run = CanaryRun {
-        ctx,
-        name: name.clone(),
-        replicas: plan.replicas,
-        generation: sts.metadata.generation.unwrap_or(0),
-        update_revision: String::new(),
-        tracker,
-        interrupt: interrupt.clone(),
-        progress: Progress::new(ctx),
-        opts,
-        passed: BTreeSet::new(),
-    };
+    let mut run = CanaryRun::begin(ctx, &sts, plan.replicas, opts, &interrupt).await?;
     let mut report = CanaryReport::new(plan);
 
     if let Some(t) = &template {
@@ -408,35 +468,7 @@ pub async fn execute(
             "froze partition at {freeze} and set the new template"
         ));
     }
-    let gen = run.generation;
-    let observed = run
-        .tracker
-        .wait_for(
-            Instant::now() + Duration::from_secs(60),
-            &mut interrupt,
-            |t| match conditions::controller_observed(t.statefulset().as_ref(), gen) {
-                Observed::Pending => Poll::Pending(None),
-                Observed::Revision(u) => Poll::Done(Ok(u)),
-                Observed::MovedOn(g) => Poll::Done(Err(g)),
-            },
-        )
-        .await;
-    run.update_revision = match observed {
-        Ok(Ok(u)) => u,
-        Ok(Err(g)) => {
-            return Err(Error::Conflict {
-                object: format!("statefulset \"{name}\""),
-                detail: format!("its spec moved to generation {g} right after the freeze"),
-            })
-        }
-        Err(WaitEnd::Timeout) => {
-            return Err(Error::Timeout {
-                what: format!("the StatefulSet controller to observe statefulset \"{name}\" (is kube-controller-manager running?)"),
-                after: "60s".into(),
-            })
-        }
-        Err(WaitEnd::Interrupted) => return Err(Error::Interrupted(format!("before the first step; resume with: {}", run.resume_hint()))),
-    };
+    run.observe(&mut interrupt).await?;
     report.update_revision = Some(run.update_revision.clone());
 
     let partition_now = run
@@ -472,6 +504,12 @@ pub async fn execute(
                 return finish_failed(&mut run, &mut report, end, started).await;
             }
         }
+        let before = run.opts.before_pod.clone();
+        for &o in &step.ordinals {
+            if let Some(end) = run.hook("--before-pod", before.as_deref(), o).await {
+                return finish_failed(&mut run, &mut report, end, started).await;
+            }
+        }
         let latest = run.tracker.statefulset();
         let partition = step.partition;
         let patched = guarded_patch(
@@ -499,54 +537,34 @@ pub async fn execute(
             names(&name, &step.ordinals)
         ));
         match run.wait_step(&step.ordinals).await {
-            StepEnd::Passed => {
-                let passed_at = Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-                    .to_string();
-                run.passed.extend(step.ordinals.iter().copied());
-                report.steps.push(StepResult {
-                    number: step.number,
-                    partition,
-                    ordinals: step.ordinals.clone(),
-                    seconds: step_started.elapsed().as_secs_f64(),
-                    prometheus_queries: run
-                        .queries_sent()
-                        .zip(queries_before)
-                        .map(|(after, before)| after - before),
-                    passed_at,
-                });
-            }
+            StepEnd::Passed => {}
             end => return finish_failed(&mut run, &mut report, end, started).await,
         }
+        let after = run.opts.after_pod.clone();
+        for &o in &step.ordinals {
+            if let Some(end) = run.hook("--after-pod", after.as_deref(), o).await {
+                return finish_failed(&mut run, &mut report, end, started).await;
+            }
+        }
+        run.record_pass(&mut report, step, step_started, queries_before);
         let last = i + 1 == steps.len();
         if !last && !auto {
             let next = &steps[i + 1];
-            let prompt = format!(
-                "step {} passed ({} Ready on the new revision). Next: partition → {}, updating {}",
-                step.number,
-                names(&name, &run.passed.iter().rev().copied().collect::<Vec<_>>()),
+            let next = format!(
+                "partition → {}, updating {}",
                 next.partition,
                 names(&name, &next.ordinals)
             );
-            match ui::choose(
-                ctx,
-                &prompt,
-                &[
-                    "continue",
-                    "continue all remaining steps",
-                    "stop here",
-                    "roll back",
-                ],
-            ) {
-                Ok(0) => {}
-                Ok(1) => auto = true,
-                Ok(3) => {
+            match run.ask_between(step.number, &next) {
+                Between::Continue => {}
+                Between::ContinueAll => auto = true,
+                Between::RollBack => {
                     report.outcome = Outcome::RolledBack;
                     drop(run);
                     rollback::perform(ctx, &name, Duration::from_secs(300), false).await?;
                     return emit_report(ctx, &mut report, started, exit::OK).map(|_| 0);
                 }
-                _ => {
+                Between::Stop => {
                     report.outcome = Outcome::Stopped;
                     report.partition = Some(partition);
                     run.progress.println(format!(
@@ -560,31 +578,48 @@ pub async fn execute(
         }
     }
 
-    // The controller promotes the update revision once every pod runs it.
+    finish_done(run, report, &mut interrupt, started).await
+}
+
+/// After the last step: waits (up to 60 s) for the controller to promote the update
+/// revision, then reports the run done.
+async fn finish_done(
+    mut run: CanaryRun<'_>,
+    mut report: CanaryReport,
+    interrupt: &mut Interrupt,
+    started: Instant,
+) -> Result<i32> {
+    // The controller promotes the update revision once every pod runs it (under
+    // OnDelete, older servers never do: kubernetes 73492).
     let (rev, replicas) = (run.update_revision.clone(), run.replicas);
-    let done = run
-        .tracker
-        .wait_for(
-            Instant::now() + Duration::from_secs(60),
-            &mut interrupt,
-            |t| match t.statefulset() {
-                Some(s) if conditions::revision_promoted(&s, &rev, replicas) => Poll::Done(()),
-                _ => Poll::Pending(None),
-            },
-        )
-        .await;
+    let stays_on_delete = report.plan.restore_strategy.as_deref() == Some("OnDelete");
+    let done = if stays_on_delete {
+        Ok(())
+    } else {
+        run.tracker
+            .wait_for(
+                Instant::now() + Duration::from_secs(60),
+                interrupt,
+                |t| match t.statefulset() {
+                    Some(s) if conditions::revision_promoted(&s, &rev, replicas) => Poll::Done(()),
+                    _ => Poll::Pending(None),
+                },
+            )
+            .await
+    };
     if done.is_err() {
         report.plan.warnings.push("every pod passed, but the controller has not yet reported currentRevision = updateRevision".into());
     }
     report.partition = Some(0);
     run.progress.println(format!(
-        "{} statefulset \"{name}\" now runs revision {} on all {} pods ({:.1}s)",
+        "{} statefulset \"{}\" now runs revision {} on all {} pods ({:.1}s)",
         render::green("done:"),
+        run.name,
         run.update_revision,
         run.replicas,
         started.elapsed().as_secs_f64()
     ));
-    emit_report(ctx, &mut report, started, exit::OK)?;
+    emit_report(run.ctx, &mut report, started, exit::OK)?;
     Ok(0)
 }
 
@@ -680,6 +715,15 @@ async fn finish_failed(
                 )));
             }
             emit_report(run.ctx, report, started, exit::STOPPED)?;
+            if report.plan.mechanism == Mechanism::OnDelete {
+                return Err(Error::stopped(format!(
+                    "canary of statefulset \"{}\" stopped: {reason}. It stays on updateStrategy OnDelete (the strategy to restore is recorded on it), so only pods already replaced run the new revision; undo with `kubectl sts-safe rollback {} -n {}` or fix and resume with `{}`",
+                    run.name,
+                    run.name,
+                    run.ctx.namespace,
+                    run.resume_hint()
+                )));
+            }
             Err(Error::stopped(format!(
                 "canary of statefulset \"{}\" stopped: {reason}. The partition stays at {}, so only pods already exposed run the new revision; undo with `kubectl sts-safe rollback {} -n {}` or fix and resume with `{}`",
                 run.name,
