@@ -8,13 +8,18 @@
 #   4. scripts/bench/driver.py: canary reaction / overhead / API cost (with a shell-loop
 #      baseline, and the plugin as of BENCH_BEFORE_COMMIT, before the lock, side by side), start-up, prune-pvcs -A on 5,000 PVCs; timings and request counts from
 #      the kube-apiserver audit log; writes bench/RESULTS.md and prints a summary
+#      (`python3 scripts/bench/driver.py --only metrics --plugin … --audit-log …` runs row 9
+#      alone against the running cluster and prints it, leaving RESULTS.md as it is)
 #
 # The benchmark uses its own namespaces (sts-safe-bench, sts-safe-bench-prune-0…9) and
 # deletes them at the end. Environment: BENCH_CANARY_RUNS (5), BENCH_SHELL_RUNS (3),
 # BENCH_STARTUP_RUNS (10), BENCH_PRUNE_RUNS (7), BENCH_RESIZE_RUNS (3), BENCH_SKIP_PRUNE=1,
-# STS_SAFE_CLUSTER_DIR, BENCH_RECOVER_RUNS (3), BENCH_RECOVER_FLOOR=0. Row 7: resize-pvcs of
-# 10 replicas (scripts/bench/resize.py). Row 8: recover of a pod stranded on a lost node
-# (scripts/bench/recover.py), on the current server and, first, on the 1.20 floor.
+# STS_SAFE_CLUSTER_DIR, BENCH_RECOVER_RUNS (3), BENCH_RECOVER_FLOOR=0, BENCH_METRICS_RUNS (3).
+# Row 7: resize-pvcs of 10 replicas (scripts/bench/resize.py). Row 8: recover of a pod
+# stranded on a lost node (scripts/bench/recover.py), on the current server and, first, on
+# the 1.20 floor. Row 9: a canary with a Prometheus metric gate (scripts/bench/metrics.py),
+# against the cluster's Prometheus (STS_SAFE_PROMETHEUS from cluster.sh's export line;
+# namespace sts-safe-bench-metrics; skipped when the cluster runs without Prometheus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -99,12 +104,15 @@ if [ "${BENCH_RECOVER_FLOOR:-1}" != 0 ] && [ "${BENCH_RECOVER_RUNS:-3}" != 0 ]; 
   if [ "$floor_started" = 1 ]; then floor down || true; fi
 fi
 export_line=$(bash scripts/cluster.sh up | tail -n1)
+# Row 9 asks the Prometheus of this cluster (the export line names it), not one set before.
+unset STS_SAFE_PROMETHEUS
 eval "$export_line"
 # The state dir of the version that runs (K8S_VERSION; the kubeconfig lives in it).
 STATE=$(dirname "$KUBECONFIG")
 export STS_SAFE_CLUSTER_DIR=$STATE
 command -v kubectl >/dev/null || bash scripts/k8s-build.sh >/dev/null
 
-log "running the benchmarks (about 10 minutes)"
-python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log" --recover-floor "$FLOOR_JSON" "${BEFORE_ARGS[@]}"
+log "running the benchmarks (about 12 minutes)"
+python3 scripts/bench/driver.py --plugin "$PLUGIN" --audit-log "$STATE/logs/audit.log" --recover-floor "$FLOOR_JSON" \
+  --prometheus "${STS_SAFE_PROMETHEUS:-}" "${BEFORE_ARGS[@]}"
 log "done in $(((SECONDS - T0) / 60))m$(((SECONDS - T0) % 60))s (build included)"

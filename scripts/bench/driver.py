@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audit  # noqa: E402
+import metrics as metrics_bench  # noqa: E402
 import recover as recover_bench  # noqa: E402
 import resize as resize_bench  # noqa: E402
 
@@ -737,7 +738,8 @@ def lock_cost(plugin_runs: list, before_runs: list, cfg: dict) -> dict | None:
 
 def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setup: dict,
            binary: dict, cleanup: dict, total: float, notes: str, resize: dict | None = None,
-           recover: dict | None = None, recover_floor: dict | None = None) -> tuple[str, str]:
+           recover: dict | None = None, recover_floor: dict | None = None,
+           metrics: dict | None = None) -> tuple[str, str]:
     plugin_runs, shell_runs, canary_setup, *rest = canary
     before_runs = rest[0] if rest else []
     reactions = [x for r in plugin_runs for x in r.reactions]
@@ -783,7 +785,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
     L.append("")
     L.append("Reproduce: `make bench` (builds `cargo build --release`, starts the local cluster if it is not")
     L.append("running and stops it again afterwards). Knobs: `BENCH_CANARY_RUNS`, `BENCH_SHELL_RUNS`,")
-    L.append("`BENCH_STARTUP_RUNS`, `BENCH_PRUNE_RUNS`, `BENCH_RESIZE_RUNS`, `BENCH_SKIP_PRUNE=1`. Raw logs: `target/bench/`.")
+    L.append("`BENCH_STARTUP_RUNS`, `BENCH_PRUNE_RUNS`, `BENCH_RESIZE_RUNS`, `BENCH_METRICS_RUNS`, `BENCH_SKIP_PRUNE=1`. Raw logs: `target/bench/`.")
     L.append("The Analysis section at the end is `scripts/bench/analysis.md`; after editing it,")
     L.append("`python3 scripts/bench/driver.py --report-only` rewrites this file from the last run's data.")
     L.append("")
@@ -807,6 +809,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
                  f"({lock['reaction_with'] * 1000:.1f} ms vs {lock['reaction_without'] * 1000:.1f} ms, medians from the write's arrival) | unchanged (≤ 1.2) | {verdict(lock['reaction_ratio'] <= 1.2)} |")
     L.extend(resize_bench.summary_rows(resize, Stat, verdict))
     L.extend(recover_bench.summary_rows(recover, recover_floor, Stat, verdict))
+    L.extend(metrics_bench.summary_rows(metrics, Stat, verdict))
     L.append(f"| 5 | `kubectl sts-safe status` ÷ two `kubectl get` | {Stat(startup['ratio_via']).fmt('{:.2f}')} | (no goal) | |")
     L.append(f"| 5 | release binary (stripped) | {binary['size'] / 2**20:.1f} MiB | (no goal) | |")
     L.append("")
@@ -935,6 +938,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
 
     L.extend(resize_bench.section(resize, Stat, BENCH_USER))
     L.extend(recover_bench.section(recover, recover_floor, Stat))
+    L.extend(metrics_bench.section(metrics, Stat, BENCH_USER))
     L.append("## 5. Start-up")
     L.append("")
     L.append(f"`status {STS}` against the 10-replica StatefulSet above (whole process, output to /dev/null), "
@@ -991,10 +995,68 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
         if recover_floor and recover_floor.get("runs"):
             line += f"; 1.20 floor (force detach) {statistics.median(r['ratio'] for r in recover_floor['runs']):.1f}"
         summary.append(line)
+    if metrics_bench.summary_line(metrics):
+        summary.append(metrics_bench.summary_line(metrics))
     return "\n".join(L).rstrip() + "\n", "\n".join(summary)
 
 
 # ---------------------------------------------------------------------------- main
+
+
+def make_helpers(workdir: str):
+    """What the rows in their own modules (resize.py, metrics.py) use of the driver."""
+    return type("Helpers", (), dict(
+        kubectl=staticmethod(kubectl), measure=staticmethod(measure), log=staticmethod(log),
+        delete_namespaces=staticmethod(delete_namespaces), requests=staticmethod(audit.requests),
+        attempt=staticmethod(attempt), canary_yaml=CANARY_YAML,
+        wait_sts=staticmethod(lambda ns, name, n: kubectl("-n", ns, "rollout", "status", f"statefulset/{name}",
+                                                          "--timeout=180s")),
+        workdir=workdir))
+
+
+def metrics_row(a, helpers, kubeconfig: str, tail: audit.Tail) -> dict:
+    """Row 9: the canary with a Prometheus metric gate (scripts/bench/metrics.py)."""
+    if a.metrics_runs <= 0:
+        return {}
+    if not a.prometheus:
+        log("metric gate: skipped (no Prometheus: STS_SAFE_PROMETHEUS is not set)")
+        return {"runs": [], "skipped": "no Prometheus (STS_SAFE_PROMETHEUS not set: the cluster runs without it)"}
+    log(f"metric gate: a 5-replica canary gated by Prometheus at {a.prometheus}")
+    return metrics_bench.bench(helpers, a.plugin, kubeconfig, tail, BENCH_USER, PLUGIN_UA, a.metrics_runs,
+                               a.prometheus)
+
+
+def only(a) -> int:
+    """`--only metrics`: one row against the running cluster, printed to stdout; its data go
+    to target/bench/only-ROW.json. RESULTS.md and results.pickle are left alone."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.makedirs(a.workdir, exist_ok=True)
+    tail = audit.Tail(a.audit_log)
+    try:
+        delete_namespaces([NS], 300)
+        kubectl("create", "namespace", NS)
+        kubeconfig = make_identity(a.workdir)
+        res = metrics_row(a, make_helpers(a.workdir), kubeconfig, tail)
+    finally:
+        log("cleaning up")
+        kubectl("delete", "clusterrolebinding", BENCH_BINDING, "--ignore-not-found", check=False)
+        try:
+            os.remove(os.path.join(a.workdir, "bench.kubeconfig"))
+        except OSError:
+            pass
+        delete_namespaces([NS], 120)
+    with open(os.path.join(a.workdir, f"only-{a.only}.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    lines = ["| # | measurement | result | goal | |", "| --- | --- | --- | --- | --- |"]
+    lines += metrics_bench.summary_rows(res, Stat, verdict) + [""]
+    lines += metrics_bench.section(res, Stat, BENCH_USER)
+    if DISCARDED:
+        lines += ["Discarded samples:", ""] + [f"- {d}" for d in DISCARDED] + [""]
+    print("\n".join(lines))
+    line = metrics_bench.summary_line(res)
+    if line:
+        log(line)
+    return 0
 
 
 def main() -> int:
@@ -1015,6 +1077,12 @@ def main() -> int:
     ap.add_argument("--resize-runs", type=int, default=int(os.environ.get("BENCH_RESIZE_RUNS", 3)))
     ap.add_argument("--recover-runs", type=int, default=int(os.environ.get("BENCH_RECOVER_RUNS", 3)))
     ap.add_argument("--recover-floor", default="", help="recover.py --floor's results (JSON) from the 1.20 cluster")
+    ap.add_argument("--metrics-runs", type=int, default=int(os.environ.get("BENCH_METRICS_RUNS", 3)))
+    ap.add_argument("--prometheus", default=os.environ.get("STS_SAFE_PROMETHEUS", ""),
+                    help="the cluster's Prometheus (row 9's metric gate; default: $STS_SAFE_PROMETHEUS)")
+    ap.add_argument("--only", choices=["metrics"],
+                    help="development: run only this row against the running cluster and print its summary "
+                         "rows and section to stdout; RESULTS.md and the saved data stay as they are")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite RESULTS.md from the last run's data (target/bench/results.pickle), e.g. "
                          "after editing scripts/bench/analysis.md")
@@ -1032,6 +1100,8 @@ def main() -> int:
         return 0
     if not a.plugin or not a.audit_log:
         ap.error("--plugin and --audit-log are required (except with --report-only)")
+    if a.only:
+        return only(a)
     # SIGTERM (e.g. a time-out) runs the clean-up below too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(a.workdir, exist_ok=True)
@@ -1045,6 +1115,7 @@ def main() -> int:
     resize: dict = {}
     recover: dict = {}
     recover_floor: dict = {}
+    metrics: dict = {}
     if a.recover_floor and os.path.exists(a.recover_floor):
         with open(a.recover_floor) as f:
             recover_floor = json.load(f)
@@ -1058,16 +1129,12 @@ def main() -> int:
         log("start-up: status vs kubectl get")
         startup = startup_bench(a.plugin, kubeconfig, a.startup_runs)
         log("resize-pvcs: a 10-replica online resize")
-        helpers = type("Helpers", (), dict(
-            kubectl=staticmethod(kubectl), measure=staticmethod(measure), log=staticmethod(log),
-            delete_namespaces=staticmethod(delete_namespaces), requests=staticmethod(audit.requests),
-            wait_sts=staticmethod(lambda ns, name, n: kubectl("-n", ns, "rollout", "status", f"statefulset/{name}",
-                                                              "--timeout=180s")),
-            workdir=a.workdir))
+        helpers = make_helpers(a.workdir)
         resize = resize_bench.bench(helpers, a.plugin, kubeconfig, tail, BENCH_USER, a.resize_runs)
         if a.recover_runs > 0:
             log("recover: a pod stranded on a lost node")
             recover = recover_bench.bench(a.plugin, kubeconfig, a.recover_runs, a.workdir, log)
+        metrics = metrics_row(a, helpers, kubeconfig, tail)
         if a.skip_prune:
             setup = {"namespaces": [], "timings": {k: float("nan") for k in
                                                    ("namespaces", "pvcs", "statefulsets", "pods", "total")},
@@ -1104,7 +1171,7 @@ def main() -> int:
     cfg["load_end"] = os.getloadavg()
     d = dict(env=env, cfg=cfg, canary=canary, startup=startup, prune=prune, setup=setup, binary=binary,
              cleanup=cleanup, total=time.perf_counter() - t_start, resize=resize,
-             recover=recover, recover_floor=recover_floor)
+             recover=recover, recover_floor=recover_floor, metrics=metrics)
     with open(saved, "wb") as f:
         pickle.dump(dict(d, discarded=list(DISCARDED)), f)
     d["notes"] = open(a.notes).read() if os.path.exists(a.notes) else ""
