@@ -5,6 +5,8 @@
 #   3. kubectl sts-safe status
 #   4. a canary to a healthy image (--yes)
 #   5. a canary to a crash-looping image: it stops on the first pod and rolls back
+#   6. a release whose pods answer with errors: the Prometheus gate (the cluster's real
+#      Prometheus, scraping the simulator's metrics) stops it at the first pod; rollback
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NS=${DEMO_NAMESPACE:-production}
@@ -52,6 +54,20 @@ SC
   code=$?
   set -e
   echo "(exit code $code: a health gate stopped the rollout)"
+
+  say "A release whose pods answer half their requests with errors: the Prometheus gate stops it"
+  release=$(mktemp)
+  printf '%s\n' 'metadata:' '  annotations:' '    sim.sts-safe.dev/metrics: errors' \
+    'spec:' '  containers:' '    - name: redis' '      image: redis:7.4.1-alpine' >"$release"
+  set +e
+  run kubectl sts-safe canary redis -n "$NS" --patch "$release" --prometheus "$STS_SAFE_PROMETHEUS" \
+    --fail-if 'sum(rate(http_requests_total{namespace="$NAMESPACE",pod="$POD",code=~"5.."}[1m])) / sum(rate(http_requests_total{namespace="$NAMESPACE",pod="$POD"}[1m])) > 0.01' \
+    --require 'up{namespace="$NAMESPACE",pod="$POD"} == 1' --metric-interval 2s --soak 5s --yes
+  code=$?
+  set -e
+  rm -f "$release"
+  echo "(exit code $code: the metric gate stopped the rollout at its first pod)"
+  run kubectl sts-safe rollback redis -n "$NS" --yes
 
   say "Back where we started: every pod Ready on the healthy revision"
   run kubectl sts-safe status redis -n "$NS"

@@ -454,12 +454,37 @@ async fn refusals_and_dry_runs_write_nothing() {
     );
 
     ns.patch_sts("redis", serde_json::json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}})).await;
+    let before = ns.sts("redis").await;
+    // Under OnDelete pods are replaced one at a time: steps have no meaning there.
     let ondelete = ns
-        .plugin(&["canary", "redis", "--image", "redis:7.4-alpine", "--yes"])
+        .plugin(&[
+            "canary",
+            "redis",
+            "--image",
+            "redis:7.4-alpine",
+            "--steps",
+            "1,100%",
+            "--yes",
+        ])
         .await;
     ondelete
-        .expect_code(3)
-        .expect_one_error_line("uses updateStrategy OnDelete");
+        .expect_code(2)
+        .expect_one_error_line("--steps does not apply when pods are replaced one at a time");
+    let no_primary = ns
+        .plugin(&[
+            "canary",
+            "redis",
+            "--image",
+            "redis:7.4-alpine",
+            "--order",
+            "primary-last",
+            "--yes",
+        ])
+        .await;
+    no_primary
+        .expect_code(2)
+        .expect_one_error_line("--order primary-last needs the primary");
+    assert_eq!(rv(&ns.sts("redis").await), rv(&before), "nothing was written");
 }
 
 #[tokio::test]
