@@ -238,3 +238,81 @@ impl Prometheus {
         (outcomes, at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    fn usage(e: Endpoint) -> String {
+        match Prometheus::new(&e) {
+            Err(Error::Usage(m)) => m,
+            Err(e) => panic!("not a usage error: {e}"),
+            Ok(_) => panic!("accepted {e:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_are_usage_errors() {
+        assert!(usage(endpoint("ftp://p:9090")).contains("must be an http:// or https:// URL"));
+        assert!(usage(endpoint("not a url")).contains("is not a URL"));
+        let header = Endpoint {
+            headers: vec!["X-Scope-OrgID tenant".into()],
+            ..endpoint("http://p:9090")
+        };
+        assert!(usage(header).contains("must be NAME: VALUE"));
+        let dir = std::env::temp_dir().join(format!("sts-safe-prom-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let both = Endpoint {
+            token_file: Some(token.clone()),
+            headers: vec!["Authorization: Basic eA==".into()],
+            ..endpoint("http://p:9090")
+        };
+        assert!(usage(both).contains("not both"));
+        let missing = Endpoint {
+            token_file: Some(dir.join("nope")),
+            ..endpoint("http://p:9090")
+        };
+        assert!(usage(missing).starts_with("--prometheus-token-file"));
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let bad_ca = Endpoint {
+            ca_file: Some(ca),
+            ..endpoint("https://p:9090")
+        };
+        assert!(usage(bad_ca).contains("holds no certificate"));
+        let ok = Endpoint {
+            token_file: Some(token),
+            headers: vec!["X-Scope-OrgID: tenant-1".into()],
+            ..endpoint("https://p:9090/")
+        };
+        let p = Prometheus::new(&ok).unwrap();
+        assert_eq!(p.url(), "https://p:9090");
+        assert_eq!(p.headers.len(), 2);
+        assert_eq!(p.headers[1].1, "Bearer s3cret");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_error_never_a_pass() {
+        let p = Prometheus::new(&endpoint("http://127.0.0.1:1")).unwrap();
+        match p.query("up").await {
+            Err(QueryError::Unavailable(m)) => {
+                assert!(
+                    m.contains("cannot reach Prometheus at http://127.0.0.1:1"),
+                    "{m}"
+                )
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(p.queries_sent(), 1);
+    }
+}

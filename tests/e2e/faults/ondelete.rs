@@ -63,7 +63,7 @@ async fn kill_9_of_a_primary_last_canary_then_a_rerun_restores_the_strategy_and_
         for p in ns.pods().await {
             assert_eq!(
                 sts_safe::model::images(&p),
-                [image.clone()],
+                [image.as_str()],
                 "{what}: every pod runs the new image"
             );
         }
