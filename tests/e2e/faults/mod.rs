@@ -46,7 +46,8 @@
 //!    prometheus-stop`): the gate fails with the server's error, the partition stays, and
 //!    with Prometheus back the recorded gate resumes the canary to the end.
 //! 10. [`ondelete`]: `kill -9` of a `--order primary-last` canary (OnDelete mechanism)
-//!     at random points in 10 trials: the same command again restores the original
+//!     at random points in 10 concurrent trials, each on a StatefulSet of its own: the
+//!     same command again restores the original
 //!     strategy (maxUnavailable included) and completes, never more than one pod down.
 //!
 //! Random kill points and restart times come from a seed printed by each test; set
