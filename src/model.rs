@@ -144,6 +144,14 @@ pub fn update_revision(sts: &StatefulSet) -> Option<&str> {
 }
 
 /// A rollout is pending when the controller reports two different revisions.
+/// Pods on another revision than the update revision. Under OnDelete this, not
+/// `currentRevision`, says a rollout is pending: older servers never move
+/// currentRevision on there (kubernetes 73492).
+pub fn pods_behind_update<'a>(sts: &StatefulSet, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    let update = update_revision(sts);
+    pods.iter().filter(|p| revision(p) != update).collect()
+}
+
 pub fn rollout_pending(sts: &StatefulSet) -> bool {
     match (current_revision(sts), update_revision(sts)) {
         (Some(c), Some(u)) => c != u,

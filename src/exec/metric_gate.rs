@@ -7,7 +7,7 @@ use super::prometheus::Prometheus;
 use crate::error::{Error, Result};
 use crate::model;
 use crate::plan::metrics::{
-    judge, Cadence, MetricQuery, Placeholders, QueryError, QueryKind, Verdict,
+    judge, Cadence, MetricQuery, Placeholders, QueryError, QueryKind, QueryOutcome, Verdict,
 };
 
 pub struct MetricGate {
@@ -44,6 +44,12 @@ impl<'a> Subject<'a> {
 impl MetricGate {
     /// One evaluation of every query for the pod.
     pub async fn evaluate(&self, s: &Subject<'_>) -> Verdict {
+        let (outcomes, at) = self.ask(s).await;
+        judge(&outcomes, &at)
+    }
+
+    /// Every query, its placeholders filled for the pod, asked now.
+    async fn ask(&self, s: &Subject<'_>) -> (Vec<QueryOutcome>, String) {
         let pod = model::pod_name(s.statefulset, s.ordinal);
         let ph = Placeholders {
             pod: &pod,
@@ -52,8 +58,7 @@ impl MetricGate {
             ordinal: s.ordinal,
             revision: s.revision,
         };
-        let (outcomes, at) = self.prometheus.evaluate(&self.queries, &ph).await;
-        judge(&outcomes, &at)
+        self.prometheus.evaluate(&self.queries, &ph).await
     }
 
     /// Before any write: every query is asked once for the first pod to update. An
@@ -62,14 +67,7 @@ impl MetricGate {
     /// already fires on the old revision would stop the canary at its first pod.
     pub async fn preflight(&self, s: &Subject<'_>) -> Result<Vec<String>> {
         let pod = model::pod_name(s.statefulset, s.ordinal);
-        let ph = Placeholders {
-            pod: &pod,
-            namespace: s.namespace,
-            statefulset: s.statefulset,
-            ordinal: s.ordinal,
-            revision: s.revision,
-        };
-        let (outcomes, _) = self.prometheus.evaluate(&self.queries, &ph).await;
+        let (outcomes, _) = self.ask(s).await;
         let mut warnings = vec![];
         for o in outcomes {
             match o.result {

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use kube::api::{DeleteParams, Preconditions};
 use kube::ResourceExt;
 
 use super::interrupt::Interrupt;
 use super::watch::{Poll, Tracker, WaitEnd};
-use super::write::guarded_patch;
+use super::write::{delete_pod_if_unchanged, guarded_patch};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::model;
@@ -100,7 +99,6 @@ pub async fn execute(
     let deadline = started + timeout;
     let replicas = model::replicas(&sts);
     let mut deleted: BTreeSet<String> = BTreeSet::new();
-    let pods_api = ctx.api::<Pod>();
     loop {
         // Delete every pod stuck on the bad revision, once per pod uid.
         let live = model::live_range(&sts);
@@ -122,27 +120,20 @@ pub async fn execute(
         };
         for p in stuck_now {
             let uid = p.uid().unwrap_or_default();
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            ctx.may_write()?;
-            match pods_api.delete(&p.name_any(), &dp).await {
-                Ok(_) if plan.on_delete => render::note(format!(
-                    "deleted pod {} (on revision {})",
-                    p.name_any(),
-                    plan.bad_revision
-                )),
-                Ok(_) => render::note(format!(
-                    "deleted stuck pod {} (not Ready on revision {})",
-                    p.name_any(),
-                    plan.bad_revision
-                )),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(ctx.err("delete", "pods", Some(&p.name_any()), e)),
+            if delete_pod_if_unchanged(ctx, &p).await? {
+                render::note(if plan.on_delete {
+                    format!(
+                        "deleted pod {} (on revision {})",
+                        p.name_any(),
+                        plan.bad_revision
+                    )
+                } else {
+                    format!(
+                        "deleted stuck pod {} (not Ready on revision {})",
+                        p.name_any(),
+                        plan.bad_revision
+                    )
+                });
             }
             deleted.insert(uid);
         }

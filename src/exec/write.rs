@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::ResourceExt;
 
 use crate::plan::patch::freeze_patch;
@@ -221,6 +221,25 @@ fn classify(e: &kube::Error) -> Failed {
 /// Errors worth retrying: no connection, or the server briefly unavailable.
 fn transient(e: &kube::Error) -> bool {
     matches!(classify(e), Failed::Transient { .. })
+}
+
+/// Deletes `pod` only while it is the same object (uid precondition): a pod someone else
+/// has just replaced is never deleted. Ok(false) when it was already gone or replaced.
+pub async fn delete_pod_if_unchanged(ctx: &Ctx, pod: &Pod) -> Result<bool> {
+    let name = pod.name_any();
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    ctx.may_write()?;
+    match ctx.api::<Pod>().delete(&name, &dp).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+        Err(e) => Err(ctx.err("delete", "pods", Some(&name), e)),
+    }
 }
 
 #[cfg(test)]

@@ -148,21 +148,10 @@ pub fn parse_selector(s: &str) -> Result<(String, String)> {
 /// Pods that must be Ready before the run starts: every live ordinal, except (when
 /// resuming) those already on the update revision, which the run re-verifies.
 pub fn unready_before_start(sts: &StatefulSet, pods: &[Pod], resume: bool) -> Vec<String> {
-    let name = sts.name_any();
     let update = model::update_revision(sts);
-    model::live_range(sts)
-        .filter(|o| {
-            let pod = pods
-                .iter()
-                .find(|p| model::ordinal_of(&name, &p.name_any()) == Some(*o));
-            match pod {
-                Some(p) if resume && update.is_some() && model::revision(p) == update => false,
-                Some(p) => !model::is_available(p),
-                None => true,
-            }
-        })
-        .map(|o| model::pod_name(&name, o))
-        .collect()
+    super::canary::unready_pods(sts, pods, |_, pod| {
+        resume && update.is_some() && pod.is_some_and(|p| model::revision(p) == update)
+    })
 }
 
 /// The first write of a run: the new template and `OnDelete` (no pod changes yet),

@@ -580,13 +580,12 @@ fn check_quotas(inp: &ResizeInputs, claims: &[ClaimChange]) -> Result<()> {
 /// Not asked when the StatefulSet object is gone (a resumed run must re-create it).
 pub fn health_stop(sts: &StatefulSet, pods: &[Pod]) -> Option<String> {
     let name = sts.name_any();
-    // OnDelete never moves currentRevision on (kubernetes 73492): there, a rollout is
-    // pending while a pod runs another revision than the update revision.
+    // Under OnDelete a rollout is pending while a pod runs another revision than the
+    // update revision (see model::pods_behind_update).
     if model::strategy_type(sts) == "OnDelete" {
         let update = model::update_revision(sts);
-        let behind: Vec<String> = pods
+        let behind: Vec<String> = model::pods_behind_update(sts, pods)
             .iter()
-            .filter(|p| model::revision(p) != update)
             .map(|p| p.name_any())
             .collect();
         if !behind.is_empty() {

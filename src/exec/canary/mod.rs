@@ -85,6 +85,16 @@ struct CanaryRun<'a> {
     passed: BTreeSet<i32>,
 }
 
+/// How long `--before-pod` and `--after-pod` may run.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn last_line(out: &str) -> String {
+    match out.trim().lines().last() {
+        Some(l) if !l.is_empty() => format!(": {l}"),
+        _ => String::new(),
+    }
+}
+
 /// What the operator chose between two steps.
 enum Between {
     Continue,
@@ -201,6 +211,25 @@ impl<'a> CanaryRun<'a> {
             Ok(1) => Between::ContinueAll,
             Ok(3) => Between::RollBack,
             _ => Between::Stop,
+        }
+    }
+
+    /// Runs a `--before-pod` / `--after-pod` hook for the ordinal; Some = why the run stops.
+    async fn hook(&self, flag: &str, cmd: Option<&str>, ordinal: i32) -> Option<StepEnd> {
+        let cmd = cmd?;
+        let sts = self.tracker.statefulset()?;
+        let env = hooks::pod_env(&sts, &self.ctx.namespace, ordinal);
+        let pod = model::pod_name(&self.name, ordinal);
+        match hooks::run(flag, cmd, &env, HOOK_TIMEOUT).await {
+            Ok(out) => {
+                self.progress
+                    .println(format!("{pod}: {flag} ok{}", last_line(&out)));
+                None
+            }
+            Err(e) => Some(StepEnd::failed(
+                None,
+                format!("{pod}: {e}; stopped before going further"),
+            )),
         }
     }
 

@@ -7,51 +7,22 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use kube::api::{DeleteParams, Preconditions};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
 use serde_json::Value;
 
 use super::{emit_report, finish_done, finish_failed, Between, CanaryOptions, CanaryRun, StepEnd};
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
-use crate::exec::hooks;
 use crate::exec::interrupt::Interrupt;
 use crate::exec::rollback;
-use crate::exec::write::guarded_patch;
+use crate::exec::write::{delete_pod_if_unchanged, guarded_patch};
 use crate::model;
 use crate::plan::canary::{CanaryPlan, CanaryReport, Outcome};
 use crate::plan::ondelete;
 use crate::plan::template::same_template;
 
-/// How long `--before-pod` and `--after-pod` may run.
-const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
-
 impl CanaryRun<'_> {
-    /// Runs a `--before-pod` / `--after-pod` hook for the ordinal; Err = why the run stops.
-    pub(super) async fn hook(
-        &self,
-        flag: &str,
-        cmd: Option<&str>,
-        ordinal: i32,
-    ) -> Option<StepEnd> {
-        let cmd = cmd?;
-        let sts = self.tracker.statefulset()?;
-        let env = hooks::pod_env(&sts, &self.ctx.namespace, ordinal);
-        let pod = model::pod_name(&self.name, ordinal);
-        match hooks::run(flag, cmd, &env, HOOK_TIMEOUT).await {
-            Ok(out) => {
-                self.progress
-                    .println(format!("{pod}: {flag} ok{}", last_line(&out)));
-                None
-            }
-            Err(e) => Some(StepEnd::failed(
-                None,
-                format!("{pod}: {e}; stopped before going further"),
-            )),
-        }
-    }
-
     /// Deletes the pod of `ordinal` unless it already runs the update revision: a
     /// uid-guarded delete, so a pod someone else has just replaced is never deleted.
     async fn replace(&self, ordinal: i32) -> Result<()> {
@@ -63,32 +34,8 @@ impl CanaryRun<'_> {
         {
             return Ok(());
         }
-        delete_pod(self.ctx, pod).await
-    }
-}
-
-fn last_line(out: &str) -> String {
-    match out.trim().lines().last() {
-        Some(l) if !l.is_empty() => format!(": {l}"),
-        _ => String::new(),
-    }
-}
-
-async fn delete_pod(ctx: &Ctx, pod: &Pod) -> Result<()> {
-    let name = pod.name_any();
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pod.uid(),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    ctx.may_write()?;
-    match ctx.api::<Pod>().delete(&name, &dp).await {
-        Ok(_) => Ok(()),
-        // Gone, or replaced since it was read: the gate judges what is there now.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(ctx.err("delete", "pods", Some(&name), e)),
+        // Gone or replaced since it was read: the gate judges what is there now.
+        delete_pod_if_unchanged(self.ctx, pod).await.map(|_| ())
     }
 }
 
