@@ -266,13 +266,10 @@ pub fn decide_start(
     namespace: &str,
 ) -> Result<Start> {
     let name = sts.name_any();
-    // An interrupted OnDelete run is pending until it restored the strategy. Under
-    // OnDelete, older servers never move currentRevision on (kubernetes 73492): a pod on
-    // another revision than the update revision is what says a rollout is pending.
-    let behind = model::strategy_type(sts) == "OnDelete"
-        && pods
-            .iter()
-            .any(|p| model::revision(p) != model::update_revision(sts));
+    // An interrupted OnDelete run is pending until it restored the strategy; under
+    // OnDelete, pods behind the update revision say a rollout is pending.
+    let behind =
+        model::strategy_type(sts) == "OnDelete" && !model::pods_behind_update(sts, pods).is_empty();
     let pending =
         model::rollout_pending(sts) || ondelete::recorded_strategy(sts).is_some() || behind;
     match (requested, pending) {
@@ -297,15 +294,25 @@ pub fn decide_start(
 /// Pods that must be Ready before the run starts: every live ordinal, except (when
 /// resuming) those already exposed to the new revision, which the run re-verifies.
 pub fn unready_before_start(sts: &StatefulSet, pods: &[Pod], resume: bool) -> Vec<String> {
-    let name = sts.name_any();
     let start = model::ordinal_start(sts);
     let partition = model::partition(sts);
+    unready_pods(sts, pods, |o, _| resume && o - start >= partition)
+}
+
+/// Live ordinals whose pod is missing or not available, except those `reverified`
+/// (by ordinal and pod) says the run re-checks through a gate.
+pub fn unready_pods(
+    sts: &StatefulSet,
+    pods: &[Pod],
+    reverified: impl Fn(i32, Option<&Pod>) -> bool,
+) -> Vec<String> {
+    let name = sts.name_any();
     model::live_range(sts)
-        .filter(|o| !resume || *o - start < partition)
         .filter(|o| {
-            !pods.iter().any(|p| {
-                model::ordinal_of(&name, &p.name_any()) == Some(*o) && model::is_available(p)
-            })
+            let pod = pods
+                .iter()
+                .find(|p| model::ordinal_of(&name, &p.name_any()) == Some(*o));
+            !reverified(*o, pod) && !pod.is_some_and(model::is_available)
         })
         .map(|o| model::pod_name(&name, o))
         .collect()
@@ -583,6 +590,8 @@ pub enum Outcome {
 #[serde(rename_all = "camelCase")]
 pub struct StepResult {
     pub number: usize,
+    /// Absent when the step deleted its pod instead (mechanism `onDelete`).
+    #[serde(skip_serializing_if = "steps::no_partition")]
     pub partition: i32,
     pub ordinals: Vec<i32>,
     pub seconds: f64,

@@ -62,7 +62,7 @@ pub struct Step {
 /// The partition of a step that deletes its pod instead (mechanism `onDelete`).
 pub const NO_PARTITION: i32 = -1;
 
-fn no_partition(p: &i32) -> bool {
+pub fn no_partition(p: &i32) -> bool {
     *p == NO_PARTITION
 }
 

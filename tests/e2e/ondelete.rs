@@ -122,6 +122,15 @@ pub mod current {
         );
         assert_eq!(order_of(&report), [2, 0, 1]);
         assert!(
+            report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(report["plan"]["steps"].as_array().unwrap())
+                .all(|s| s.get("partition").is_none()),
+            "no partition under OnDelete: {report}"
+        );
+        assert!(
             r.stderr
                 .contains("step 3/3: deleted redis-1 (the primary, last)"),
             "{}",
