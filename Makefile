@@ -10,7 +10,7 @@ K8S_VERSION ?= $(K8S_CURRENT)
 export K8S_VERSION
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release test e2e unit lint cluster-up cluster-down demo bench faults install clean toolchain
+.PHONY: build release test e2e unit lint cluster-up cluster-down demo bench faults install clean toolchain dist smoke
 
 build:
 	cargo build --workspace
@@ -39,19 +39,14 @@ lint: toolchain
 unit: toolchain
 	cargo test --workspace --lib --bins $(CARGO_TEST_FLAGS)
 
-# The test command: lint, then for each server version: its cluster up → tests → its
-# cluster down (always), returning the first failure. On the current server: every test,
-# the fault-injection suite (short version: 5 kill trials, 3 API-server restarts) last and
-# serially, because it restarts the API server; not the floor's own tests (`floor::`, the
-# force-delete path's 6-minute force detach). On the 1.20 floor: every end-to-end test
-# but the fault suite and the current server's behaviours (`current::`), plus the
-# fault suite's least-privilege family.
+# The test command (scripts/test.sh): lint; the current server: every test but the fault
+# suite and the floor's own tests (`floor::`, the force-delete path's 6-minute force
+# detach), then the smoke suite; then side by side: the fault suite on the current server
+# (serially, last: it restarts that API server), the 1.20 floor's subset on its own
+# cluster (every end-to-end test but the fault suite and `current::`, plus the fault
+# suite's least-privilege family), and `make dist` niced. Each cluster goes down after.
 test: toolchain
-	@status=0; \
-	  $(MAKE) --no-print-directory lint || status=$$?; \
-	  if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory e2e K8S_VERSION=$(K8S_CURRENT) E2E_SET=full || status=$$?; fi; \
-	  if [ $$status -eq 0 ]; then $(MAKE) --no-print-directory e2e K8S_VERSION=$(K8S_FLOOR) E2E_SET=compat || status=$$?; fi; \
-	  exit $$status
+	@bash scripts/test.sh
 
 # One server version (K8S_VERSION): cluster up → tests (E2E_SET=full|compat) → cluster down.
 # STS_SAFE_EXPECT_SERVER makes tests/e2e/server.rs fail if another server answers.
@@ -85,6 +80,16 @@ faults: toolchain
 
 install: release
 	install -m 0755 target/release/kubectl-sts_safe $${PREFIX:-/usr/local}/bin/kubectl-sts_safe
+	install -m 0755 target/release/kubectl_complete-sts_safe $${PREFIX:-/usr/local}/bin/kubectl_complete-sts_safe
+
+# Release archives for every platform of the krew manifest, their sha256 files and the
+# generated manifest, in target/dist (scripts/dist.sh), then checked by tests/dist.rs.
+dist: toolchain
+	@bash scripts/dist.sh
+
+# The main job against any cluster: make smoke KUBECONFIG=... (scripts/smoke.sh).
+smoke: toolchain
+	@bash scripts/smoke.sh
 
 clean:
 	cargo clean

@@ -87,14 +87,14 @@ pub struct OwnerArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the state of a StatefulSet: replicas, revisions, one row per ordinal, orphan PVCs
+    /// Show the state of a StatefulSet (replicas, revisions, one row per ordinal, orphan PVCs), or list every StatefulSet one line each
     #[command(
-        after_help = "Examples:\n  kubectl sts-safe status redis\n  kubectl sts-safe status redis -n production -o json\n  kubectl sts-safe status redis --watch"
+        after_help = "Examples:\n  kubectl sts-safe status redis\n  kubectl sts-safe status redis -n production -o json\n  kubectl sts-safe status redis --watch\n  kubectl sts-safe status                  # every StatefulSet in the namespace, one line each\n  kubectl sts-safe status -A -o json       # every StatefulSet in every namespace\n\nWithout NAME, one line per StatefulSet (a NAMESPACE column first with -A): READY is\nready/desired; REVISION is `converged` (`converged, partition P` when a partition is set),\n`rollout pending, N/M updated`, `partition P, N/M updated` (a canary held at a partition),\n`OnDelete pending, N/M updated` or `not observed yet`; ORPHAN PVCS counts the claims outside the\nlive ordinals (and their size); FINDINGS counts what `doctor NAME` reports. --watch redraws the\nlist when a StatefulSet, pod or PVC changes. A NAME cannot be combined with -A (exit 2)."
     )]
     Status(StatusArgs),
     /// Check StatefulSets for the problems people run into, each with a fix
     #[command(
-        after_help = "Examples:\n  kubectl sts-safe doctor redis\n  kubectl sts-safe doctor -n production -o json   # every StatefulSet in the namespace\n\nExit code 3 when any error-level finding exists."
+        after_help = "Examples:\n  kubectl sts-safe doctor redis\n  kubectl sts-safe doctor -n production -o json   # every StatefulSet in the namespace\n  kubectl sts-safe doctor -A                      # every StatefulSet in every namespace\n\nWith -A the findings are grouped by namespace (each JSON finding has its namespace).\nA NAME cannot be combined with -A (exit 2). Exit code 3 when any error-level finding exists."
     )]
     Doctor(DoctorArgs),
     /// Roll out a new template partition by partition, top ordinal first, gated on health
@@ -138,9 +138,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// StatefulSet name
+    /// StatefulSet name (default: list every StatefulSet in the namespace, one line each)
     #[arg(value_parser = parse_name)]
-    pub name: String,
+    pub name: Option<String>,
+    /// List the StatefulSets of every namespace (not with a NAME)
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// Re-render on every change until Ctrl-C
     #[arg(short = 'w', long)]
     pub watch: bool,
@@ -151,7 +154,13 @@ pub struct DoctorArgs {
     /// StatefulSet name (default: every StatefulSet in the namespace)
     #[arg(value_parser = parse_name)]
     pub name: Option<String>,
+    /// Check every StatefulSet in every namespace (not with a NAME)
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
+
+/// kubectl's refusal of a NAME together with -A (a usage error, exit 2).
+pub const NAME_WITH_ALL_NAMESPACES: &str = "a resource cannot be retrieved by name across all namespaces: drop -A/--all-namespaces or give -n NAMESPACE";
 
 #[derive(Debug, Args)]
 pub struct CanaryArgs {
@@ -528,7 +537,7 @@ mod tests {
     #[test]
     fn bad_values_are_usage_errors() {
         for args in [
-            &["status"][..],
+            &["rollback"][..],
             &["status", "r", "-o", "xml"],
             &["scale", "r", "--replicas", "-1"],
             &["scale", "r", "--replicas", "two"],
@@ -562,6 +571,26 @@ mod tests {
         }
         assert!(parse(&["status", "redis", "-n", "bad/ns"]).is_err());
         assert!(parse(&["status", "redis", "-n", &"n".repeat(64)]).is_err());
+    }
+
+    #[test]
+    fn status_and_doctor_take_all_namespaces_and_status_lists_without_a_name() {
+        let status = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Status(s) => (s.name, s.all_namespaces, s.watch),
+            _ => unreachable!(),
+        };
+        assert_eq!(status(&["status"]), (None, false, false));
+        assert_eq!(status(&["status", "-A", "-w"]), (None, true, true));
+        assert_eq!(status(&["status", "--all-namespaces"]), (None, true, false));
+        // Refused when the command runs (exit 2), with kubectl's words.
+        assert_eq!(
+            status(&["status", "redis", "-A"]),
+            (Some("redis".into()), true, false)
+        );
+        match parse(&["doctor", "-A"]).unwrap().command {
+            Command::Doctor(d) => assert!(d.all_namespaces && d.name.is_none()),
+            _ => unreachable!(),
+        }
     }
 
     #[test]

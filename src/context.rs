@@ -306,6 +306,20 @@ fn nodelay_client(config: &kube::Config) -> Option<kube::Client> {
     Some(kube::Client::new(service, config.default_namespace.clone()))
 }
 
+/// The context names of the kubeconfig kubectl would read (for completion); empty when
+/// there is none or it cannot be read.
+pub fn kubeconfig_contexts(flag: Option<&Path>) -> Vec<String> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let env = std::env::var("KUBECONFIG").ok();
+    let source = kubeconfig_source(flag, env.as_deref(), home.as_deref());
+    if source == Source::InCluster {
+        return Vec::new();
+    }
+    read_kubeconfig(&source)
+        .map(|kc| kc.contexts.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

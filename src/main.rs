@@ -10,6 +10,11 @@ use sts_safe::error::exit;
 use sts_safe::render;
 
 fn main() {
+    // cobra's convention, which kubectl_complete-sts_safe also answers: complete a line.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__complete") {
+        std::process::exit(sts_safe::complete::main(&args[2..]));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => std::process::exit(usage_error(e)),

@@ -115,6 +115,36 @@ fn usage_errors_are_one_line_with_exit_2() {
     one_error_line(&run(&["canary", "redis", "--soak", "soon"]), 2, "--soak");
 }
 
+/// A NAME with -A is refused before any request: against a server that cannot be
+/// reached, the answer is still the usage error (exit 2), not "cannot reach".
+#[test]
+fn a_name_with_all_namespaces_is_a_usage_error_before_any_request() {
+    let kc = temp_file(
+        "closed-port-all",
+        r#"apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: closed, context: {cluster: c, user: u, namespace: production}}]
+current-context: closed
+"#,
+    );
+    let kc = kc.to_str().unwrap();
+    for args in [
+        &["status", "redis", "-A"][..],
+        &["status", "redis", "--all-namespaces", "--watch"],
+        &["doctor", "redis", "-A"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--kubeconfig", kc]);
+        one_error_line(
+            &run(&a),
+            2,
+            "a resource cannot be retrieved by name across all namespaces",
+        );
+    }
+}
+
 #[test]
 fn kubeconfig_problems_name_the_file() {
     let missing = run(&["status", "redis", "--kubeconfig", "/nonexistent/kubeconfig"]);

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::attach::{is_attached, mount_gate};
-use crate::behavior::pod_behavior;
+use crate::behavior::{pod_behavior, readiness_failure_message};
 use crate::events::{object_ref, EventSpec, ObjectEvents, Recorder, KUBELET, SCHEDULER};
 use crate::metrics::{Life, Registry};
 use crate::node::{Nodes, NODE_IP};
@@ -622,12 +622,7 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.init_containers.clone())
             .unwrap_or_default();
-        let pb = pod_behavior(
-            pod.metadata.annotations.as_ref(),
-            containers
-                .iter()
-                .map(|c| c.image.as_deref().unwrap_or_default()),
-        );
+        let pb = pod_behavior(pod.metadata.annotations.as_ref(), &containers);
         let plan = Plan {
             behavior: pb.behavior,
             ready_delay: pb.ready_delay.unwrap_or(timing.ready_delay),
@@ -695,7 +690,7 @@ impl PodWorker {
                 warn!(pod = %full_name(pod), "ignoring annotation: {w}");
             }
             debug!(pod = %full_name(pod), behavior = %plan.behavior.name(),
-                metrics = %pb.metrics.name(), %node, "simulating pod");
+                source = %pb.source, metrics = %pb.metrics.name(), %node, "simulating pod");
         }
         let elapsed = elapsed_since(sim.accepted_at);
         let stage = plan.stage_at(elapsed);
@@ -803,11 +798,7 @@ impl PodWorker {
             }
             Happening::ReadinessFailed => {
                 for c in containers {
-                    let s = EventSpec::warning(
-                        KUBELET,
-                        "Unhealthy",
-                        "Readiness probe failed: HTTP probe failed with statuscode: 503",
-                    );
+                    let s = EventSpec::warning(KUBELET, "Unhealthy", readiness_failure_message(c));
                     self.events.record(ev(s, path("containers", c))).await;
                 }
             }

@@ -1,10 +1,15 @@
 //! Reads: paginated lists (in the namespace or, with `-A`, across all of them) and gets
 //! whose errors name the object, namespace and context.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Namespace, Node, PersistentVolumeClaim, Pod, Service,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -12,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::context::Ctx;
 use crate::error::{Error, Request, Result};
 use crate::model;
+use crate::plan::doctor::DoctorInputs;
 use crate::plan::recreate::record_name;
 
 pub const PAGE_SIZE: u32 = 500;
@@ -159,10 +165,25 @@ impl Ctx {
     pub async fn list_pdbs(
         &self,
     ) -> Result<Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>> {
+        self.list_pdbs_scoped(false).await
+    }
+
+    /// [`Ctx::list_pdbs`] in the namespace, or in every namespace (`-A`).
+    pub async fn list_pdbs_scoped(
+        &self,
+        all: bool,
+    ) -> Result<Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>> {
         use k8s_openapi::api::policy::v1::PodDisruptionBudget;
         use kube::api::DynamicObject;
         use kube::discovery::ApiResource;
-        match list_all(&self.api::<PodDisruptionBudget>(), &ListParams::default()).await {
+        let ns = if all { ALL_NAMESPACES } else { &self.namespace };
+        let fail = |e| self.err_in("list", "poddisruptionbudgets", None, ns, e);
+        let v1: Api<PodDisruptionBudget> = if all {
+            Api::all(self.client.clone())
+        } else {
+            self.api()
+        };
+        match list_all(&v1, &ListParams::default()).await {
             Ok(v) => Ok(v),
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 let ar = ApiResource {
@@ -172,11 +193,12 @@ impl Ctx {
                     kind: "PodDisruptionBudget".into(),
                     plural: "poddisruptionbudgets".into(),
                 };
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
-                let items = list_all(&api, &ListParams::default())
-                    .await
-                    .map_err(|e| self.err("list", "poddisruptionbudgets", None, e))?;
+                let api: Api<DynamicObject> = if all {
+                    Api::all_with(self.client.clone(), &ar)
+                } else {
+                    Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
+                };
+                let items = list_all(&api, &ListParams::default()).await.map_err(fail)?;
                 Ok(items
                     .into_iter()
                     .filter_map(|o| {
@@ -186,9 +208,70 @@ impl Ctx {
                     })
                     .collect())
             }
-            Err(e) => Err(self.err("list", "poddisruptionbudgets", None, e)),
+            Err(e) => Err(fail(e)),
         }
     }
+}
+
+/// What `doctor`'s checks and the `status` list read: the StatefulSet `only` (a GET) or
+/// every StatefulSet, with the objects around them, in the namespace or, with `all`, in
+/// every namespace: one list per kind either way, never one per namespace. Leases,
+/// StorageClasses and nodes are best effort (an identity may not read them); any other
+/// refused list is an error naming the verb, the resource and the scope.
+pub async fn doctor_inputs(ctx: &Ctx, all: bool, only: Option<&str>) -> Result<DoctorInputs> {
+    let every = ListParams::default();
+    let statefulsets = match only {
+        Some(n) => vec![ctx.get_statefulset(n).await?],
+        None => ctx.list_scoped(all, "statefulsets", &every).await?,
+    };
+    let classes_api: Api<StorageClass> = Api::all(ctx.client.clone());
+    let (pods, pvcs, services, pdbs, events, deployments, classes, leases) = futures::join!(
+        ctx.list_scoped::<Pod>(all, "pods", &every),
+        ctx.list_scoped::<PersistentVolumeClaim>(all, "persistentvolumeclaims", &every),
+        ctx.list_scoped::<Service>(all, "services", &every),
+        ctx.list_pdbs_scoped(all),
+        ctx.list_scoped::<Event>(all, "events", &every),
+        ctx.list_scoped::<Deployment>(all, "deployments", &every),
+        list_all(&classes_api, &every),
+        ctx.list_scoped::<Lease>(all, "leases", &every),
+    );
+    let pods = pods?;
+    let nodes = if all {
+        listed_nodes(ctx, &pods).await
+    } else {
+        nodes_of(ctx, &pods).await
+    };
+    Ok(DoctorInputs {
+        statefulsets,
+        pods,
+        pvcs: pvcs?,
+        services: services?,
+        pdbs: pdbs?,
+        events: events?,
+        deployments: deployments?,
+        // StorageClasses are cluster-scoped: a namespaced identity may not list them.
+        storage_classes: classes.ok(),
+        // Locks are shown when readable; an identity without leases rights sees none.
+        leases: leases.unwrap_or_default(),
+        nodes,
+    })
+}
+
+/// The nodes the pods run on, from one list of every node (for `-A`, where a GET per
+/// node would be many requests); best effort, as [`nodes_of`].
+async fn listed_nodes(ctx: &Ctx, pods: &[Pod]) -> BTreeMap<String, Node> {
+    let used: BTreeSet<&str> = pods.iter().filter_map(model::node).collect();
+    if used.is_empty() {
+        return BTreeMap::new();
+    }
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    list_all(&api, &ListParams::default())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| used.contains(model::name(n).as_str()))
+        .map(|n| (model::name(&n), n))
+        .collect()
 }
 
 /// The nodes the pods are bound to, by name; best effort: a node this identity may not

@@ -25,6 +25,8 @@ pub enum Severity {
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
 pub struct Finding {
+    /// The namespace of the object (set by the report).
+    pub namespace: String,
     pub severity: Severity,
     /// Stable identifier of the check, e.g. `service-missing`.
     pub check: &'static str,
@@ -101,6 +103,7 @@ fn check_stranded(
         crate::plan::recover::stranded_pods(pods.iter().copied(), &inp.nodes, now)
     {
         out.push(Finding {
+            namespace: ns.clone(),
             severity: Severity::Error,
             check: "pod-stranded",
             object: format!("pod/{pod}"),
@@ -172,6 +175,7 @@ fn finding(
     fix: String,
 ) -> Finding {
     Finding {
+        namespace: String::new(),
         severity,
         check,
         object,
@@ -751,17 +755,22 @@ fn check_shared_rwo(inp: &DoctorInputs, out: &mut Vec<Finding>) {
 pub struct DoctorReport {
     pub api_version: &'static str,
     pub kind: &'static str,
-    pub namespace: String,
+    /// None with -A (`all::examine_all`).
+    pub namespace: Option<String>,
+    /// The StatefulSets checked: names; `namespace/name` with -A.
     pub statefulsets: Vec<String>,
     pub findings: Vec<Finding>,
 }
 
 impl DoctorReport {
-    pub fn new(namespace: &str, statefulsets: Vec<String>, findings: Vec<Finding>) -> Self {
+    pub fn new(namespace: &str, statefulsets: Vec<String>, mut findings: Vec<Finding>) -> Self {
+        for f in &mut findings {
+            f.namespace = namespace.to_string();
+        }
         DoctorReport {
             api_version: super::API_VERSION,
             kind: "DoctorReport",
-            namespace: namespace.to_string(),
+            namespace: Some(namespace.to_string()),
             statefulsets,
             findings,
         }
@@ -772,6 +781,9 @@ impl DoctorReport {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }
 }
+
+#[path = "doctor_all.rs"]
+pub mod all;
 
 #[cfg(test)]
 #[path = "doctor_tests.rs"]

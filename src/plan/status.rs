@@ -266,6 +266,9 @@ pub fn build(
     }
 }
 
+#[path = "status_list.rs"]
+pub mod list;
+
 #[cfg(test)]
 mod tests {
     use super::*;

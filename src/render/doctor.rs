@@ -1,40 +1,96 @@
-//! Text of the doctor report: one block per finding, then the counts.
+//! Text of the doctor report: one block per finding, then the counts; with `-A`, the
+//! blocks grouped by namespace.
 
-use super::{dim, green, red, yellow, Report};
-use crate::plan::doctor::{DoctorReport, Severity};
+use super::{bold, dim, green, red, yellow, Report};
+use crate::plan::doctor::{DoctorReport, Finding, Severity};
+
+fn block(f: &Finding) -> String {
+    let sev = match f.severity {
+        Severity::Error => red("ERROR").to_string(),
+        Severity::Warn => yellow("WARN ").to_string(),
+        Severity::Info => dim("INFO ").to_string(),
+    };
+    format!(
+        "{sev} {} [{}]\n      {}\n      fix: {}\n",
+        f.object, f.check, f.problem, f.fix
+    )
+}
+
+fn counts(findings: &[Finding]) -> String {
+    let count = |s| findings.iter().filter(|f| f.severity == s).count();
+    format!(
+        "{} error(s), {} warning(s), {} info",
+        count(Severity::Error),
+        count(Severity::Warn),
+        count(Severity::Info),
+    )
+}
+
+/// `-A`: the namespaces with findings, each under its name and its StatefulSets.
+fn all_namespaces(r: &DoctorReport) -> String {
+    let mut namespaces: Vec<&str> = r
+        .statefulsets
+        .iter()
+        .filter_map(|s| s.split_once('/').map(|(ns, _)| ns))
+        .collect();
+    namespaces.dedup();
+    let scope = format!(
+        "{} StatefulSet(s) across {} namespace(s)",
+        r.statefulsets.len(),
+        namespaces.len()
+    );
+    if r.findings.is_empty() {
+        return format!("{} no problems found in {scope}\n", green("✓"));
+    }
+    let mut out = String::new();
+    for ns in namespaces {
+        let found: Vec<&Finding> = r.findings.iter().filter(|f| f.namespace == ns).collect();
+        if found.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = r
+            .statefulsets
+            .iter()
+            .filter_map(|s| s.strip_prefix(ns)?.strip_prefix('/'))
+            .collect();
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{} ({}):\n",
+            bold(format!("namespace {ns}")),
+            names.join(", ")
+        ));
+        for f in found {
+            out.push_str(&block(f));
+        }
+    }
+    out.push_str(&format!("\n{} in {scope}\n", counts(&r.findings)));
+    out
+}
 
 impl Report for DoctorReport {
+    /// Empty when no StatefulSet was checked: the command says "No resources found" on
+    /// stderr, as kubectl does.
     fn text(&self) -> String {
         let (findings, checked) = (&self.findings, &self.statefulsets);
         if checked.is_empty() {
-            return format!("no StatefulSets in namespace \"{}\"\n", self.namespace);
+            return String::new();
         }
-        let mut out = String::new();
+        if self.namespace.is_none() {
+            return all_namespaces(self);
+        }
         if findings.is_empty() {
-            out.push_str(&format!(
+            return format!(
                 "{} no problems found in {}\n",
                 green("✓"),
                 checked.join(", ")
-            ));
-            return out;
+            );
         }
-        for f in findings {
-            let sev = match f.severity {
-                Severity::Error => red("ERROR").to_string(),
-                Severity::Warn => yellow("WARN ").to_string(),
-                Severity::Info => dim("INFO ").to_string(),
-            };
-            out.push_str(&format!(
-                "{sev} {} [{}]\n      {}\n      fix: {}\n",
-                f.object, f.check, f.problem, f.fix
-            ));
-        }
-        let count = |s| findings.iter().filter(|f| f.severity == s).count();
+        let mut out: String = findings.iter().map(block).collect();
         out.push_str(&format!(
-            "\n{} error(s), {} warning(s), {} info in {}\n",
-            count(Severity::Error),
-            count(Severity::Warn),
-            count(Severity::Info),
+            "\n{} in {}\n",
+            counts(findings),
             checked.join(", ")
         ));
         out
@@ -90,6 +146,35 @@ mod tests {
     #[test]
     fn render_without_statefulsets() {
         let text = DoctorReport::new("db", vec![], vec![]).text();
-        assert_eq!(text, "no StatefulSets in namespace \"db\"\n");
+        assert_eq!(text, "");
+    }
+
+    #[test]
+    fn all_namespaces_group_the_findings_by_namespace() {
+        use crate::plan::doctor::all::tests::merged;
+        use crate::plan::doctor::all::{examine_all, split_by_namespace};
+        let inp = merged(&[
+            ("doctor/clean.yaml", "a-clean"),
+            ("doctor/security-root-user.yaml", "b-root"),
+            ("doctor/no-pdb.yaml", "c-nopdb"),
+        ]);
+        let report = examine_all(&split_by_namespace(inp), crate::fixtures::now());
+        let text = console::strip_ansi_codes(&report.text()).into_owned();
+        assert!(!text.contains("a-clean"), "{text}");
+        let b = text.find("namespace b-root (redis):\nERROR ").expect(&text);
+        let c = text.find("\n\nnamespace c-nopdb (redis):\nWARN  statefulset/redis [no-pdb]\n");
+        assert!(c.is_some_and(|c| c > b), "{text}");
+        assert!(
+            text.ends_with(" in 3 StatefulSet(s) across 3 namespace(s)\n"),
+            "{text}"
+        );
+        let clean = examine_all(
+            &split_by_namespace(merged(&[("doctor/clean.yaml", "a-clean")])),
+            crate::fixtures::now(),
+        );
+        assert_eq!(
+            console::strip_ansi_codes(&clean.text()),
+            "✓ no problems found in 1 StatefulSet(s) across 1 namespace(s)\n"
+        );
     }
 }

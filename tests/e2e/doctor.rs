@@ -155,3 +155,90 @@ async fn leftover_partition() {
     assert_eq!(code, 0, "a leftover partition is a warning");
     assert_eq!(v["findings"][0]["severity"], "warn");
 }
+
+#[tokio::test]
+async fn all_namespaces_reports_each_finding_with_its_namespace() {
+    // One namespace whose serviceName names no Service (error), one with a root
+    // container (error), one clean.
+    let (svc, root, clean) = (
+        TestNs::new("doc-all-svc").await,
+        TestNs::new("doc-all-root").await,
+        TestNs::new("doc-all-clean").await,
+    );
+    svc.apply(&hardened(1).replace("serviceName: redis-headless", "serviceName: redis"))
+        .await;
+    root.apply(&hardened(1).replace("runAsNonRoot: true, runAsUser: 999", "runAsUser: 0"))
+        .await;
+    clean.apply(&hardened(1)).await;
+    for ns in [&svc, &root, &clean] {
+        ns.wait_ready("redis", Duration::from_secs(60)).await;
+    }
+
+    let r = svc.plugin(&["doctor", "-A", "-o", "json"]).await;
+    r.expect_code(3);
+    let v = r.json();
+    assert_eq!(v["kind"], "DoctorReport");
+    assert!(v["namespace"].is_null(), "{v}");
+    let checked: Vec<&str> = v["statefulsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for ns in [&svc, &root, &clean] {
+        assert!(
+            checked.contains(&format!("{}/redis", ns.name).as_str()),
+            "{checked:?}"
+        );
+    }
+    let of = |ns: &TestNs| -> BTreeSet<String> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["namespace"] == ns.name.as_str())
+            .map(|f| f["check"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of(&svc), set(&["service-missing"]));
+    assert_eq!(of(&root), set(&["security-root-user", "security-non-root"]));
+    assert_eq!(of(&clean), set(&[]));
+    // The same findings as `doctor` in the namespace alone.
+    let (_, alone, _) = doctor_ids(&root).await;
+    assert_eq!(of(&root), alone);
+
+    let text = root.plugin(&["doctor", "-A"]).await;
+    text.expect_code(3);
+    let out = &text.stdout;
+    assert!(
+        out.contains(&format!(
+            "namespace {} (redis):\nERROR statefulset/redis [service-missing]\n",
+            svc.name
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "namespace {} (redis):\nERROR statefulset/redis/container/redis [security-root-user]\n",
+            root.name
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&clean.name), "{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(" error(s), ") && last.contains(" namespace(s)"),
+        "{out}"
+    );
+
+    // In one namespace, the findings carry it too.
+    let one = root.plugin(&["doctor", "-o", "json"]).await;
+    one.expect_code(3);
+    let one = one.json();
+    assert_eq!(one["namespace"], root.name.as_str());
+    assert!(one["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["namespace"] == root.name.as_str()));
+}

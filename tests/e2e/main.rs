@@ -6,6 +6,7 @@
 mod support;
 
 mod canary;
+mod completion;
 mod current;
 mod doctor;
 mod errors;

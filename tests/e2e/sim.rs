@@ -177,3 +177,73 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
         .unwrap();
     assert_eq!(sts_safe::model::pvc_phase(&lonely), "Pending");
 }
+
+/// The state of a pod's first container: (reason it waits, restart count, ready, started).
+fn first_container(p: &Pod) -> Option<(Option<String>, i32, bool, Option<bool>)> {
+    let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    let waiting = cs
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.clone());
+    Some((waiting, cs.restart_count, cs.ready, cs.started))
+}
+
+#[tokio::test]
+async fn real_images_play_their_spec_failing_command_crash_loops_failing_probe_never_ready() {
+    let ns = TestNs::new("sim-spec").await;
+    let pod = |name: &str, annotation: &str, container: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations: {{{annotation}}}\n\
+             spec:\n  containers:\n    - name: redis\n      image: redis:7.4-alpine\n{container}"
+        )
+    };
+    let exits = "      command: [sh, -c, 'echo bad release >&2; exit 1']\n";
+    let probe_fails = "      readinessProbe: {exec: {command: [sh, -c, 'exit 1']}}\n";
+    let probe_passes = "      readinessProbe: {exec: {command: [redis-cli, ping]}}\n";
+    let yaml = [
+        pod("crashing", "", exits),
+        pod("unready", "", probe_fails),
+        pod("healthy", "", probe_passes),
+        // the annotation still takes precedence over the spec
+        pod("overridden", "sim.sts-safe.dev/behavior: healthy", exits),
+    ]
+    .join("---\n");
+    ns.apply(&yaml).await;
+
+    let api = ns.api::<Pod>();
+    let (waiting, restarts, ready, _) = ns
+        .eventually(Duration::from_secs(30), "crashing restarting", || async {
+            let c = first_container(&api.get("crashing").await.ok()?)?;
+            (c.1 >= 1).then_some(c)
+        })
+        .await;
+    assert_eq!(waiting.as_deref(), Some("CrashLoopBackOff"));
+    assert!(restarts >= 1 && !ready);
+    for name in ["healthy", "overridden"] {
+        ns.eventually(
+            Duration::from_secs(30),
+            &format!("{name} Ready"),
+            || async { sts_safe::model::is_ready(&api.get(name).await.ok()?).then_some(()) },
+        )
+        .await;
+    }
+    // By now the never-Ready pod has long been Running with its container started.
+    let unready = ns
+        .eventually(Duration::from_secs(30), "unready Running", || async {
+            let p = api.get("unready").await.ok()?;
+            let phase = p.status.as_ref()?.phase.clone()?;
+            (phase == "Running").then_some(p)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let unready = api.get("unready").await.unwrap_or(unready);
+    assert!(!sts_safe::model::is_ready(&unready));
+    assert_eq!(
+        first_container(&unready).map(|c| (c.1, c.2, c.3)),
+        Some((0, false, Some(true))),
+        "started, never restarted, not Ready"
+    );
+    let crashing = api.get("crashing").await.unwrap();
+    assert!(!sts_safe::model::is_ready(&crashing));
+}

@@ -196,3 +196,339 @@ async fn watch_re_renders_on_change() {
     }
     child.kill().await.unwrap();
 }
+
+/// A small StatefulSet without volumes, `replicas` pods of `redis:7.2-alpine`.
+fn small_sts(name: &str, replicas: i32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: {name}}}
+spec:
+  serviceName: {name}
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: main, image: "redis:7.2-alpine"}}]}}
+"#
+    )
+}
+
+/// The cells of a table line (columns are two or more spaces apart).
+fn cells(line: &str) -> Vec<String> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The table row whose first cells are `key`.
+fn row(text: &str, key: &[&str]) -> Vec<String> {
+    text.lines()
+        .map(cells)
+        .find(|c| c.len() >= key.len() && c.iter().zip(key).all(|(a, b)| a == b))
+        .unwrap_or_else(|| panic!("no row {key:?} in:\n{text}"))
+}
+
+/// `doctor NAME -o json`'s findings, counted as the list counts them.
+async fn doctor_counts(ns: &TestNs, name: &str) -> serde_json::Value {
+    let r = ns.plugin(&["doctor", name, "-o", "json"]).await;
+    let v = r.json();
+    let n = |sev: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == sev)
+            .count()
+    };
+    serde_json::json!({"errors": n("error"), "warnings": n("warn"), "info": n("info")})
+}
+
+#[tokio::test]
+async fn status_without_a_name_lists_every_statefulset_one_line_each() {
+    // redis: converged, scaled down 3 → 2 (one orphan PVC); web: a canary held at
+    // partition 1; db: converged.
+    let ns = scaled_down_redis("status-list").await;
+    ns.apply(&(small_sts("web", 2) + "---\n" + &small_sts("db", 1)))
+        .await;
+    ns.wait_ready("web", Duration::from_secs(60)).await;
+    ns.wait_ready("db", Duration::from_secs(60)).await;
+    ns.patch_sts(
+        "web",
+        serde_json::json!({"spec": {
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+            "template": {"spec": {"containers": [{"name": "main", "image": "redis:7.4-alpine"}]}}
+        }}),
+    )
+    .await;
+    let v = ns
+        .eventually(
+            Duration::from_secs(60),
+            "web-1 updated and Ready behind partition 1",
+            || async {
+                let r = ns.plugin(&["status", "-o", "json"]).await;
+                let v = r.json();
+                let web = &v["items"][2];
+                let done = web["name"] == "web"
+                    && web["revisionState"] == "partitioned"
+                    && web["replicas"]["updated"] == 1
+                    && web["replicas"]["ready"] == 2;
+                done.then_some(v)
+            },
+        )
+        .await;
+    assert_eq!(v["kind"], "StatusList");
+    assert_eq!(v["apiVersion"], "sts-safe/v1");
+    assert_eq!(v["namespace"], ns.name.as_str());
+    let items = v["items"].as_array().unwrap();
+    let names: Vec<_> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["db", "redis", "web"]);
+    let (db, redis, web) = (&items[0], &items[1], &items[2]);
+    assert!(items.iter().all(|i| i["namespace"] == ns.name.as_str()));
+    assert_eq!(db["revisionState"], "converged");
+    assert_eq!(db["orphanPvcs"].as_array().unwrap().len(), 0);
+    assert_eq!(redis["revisionState"], "converged");
+    assert_eq!(redis["replicas"]["desired"], 2);
+    assert_eq!(redis["replicas"]["ready"], 2);
+    assert_eq!(redis["orphanPvcs"][0]["name"], "redis-data-redis-2");
+    assert_eq!(redis["orphanPvcs"][0]["ordinal"], 2);
+    assert_eq!(redis["orphanCapacity"], "10Gi");
+    assert_eq!(web["updateStrategy"]["partition"], 1);
+    assert_ne!(web["currentRevision"], web["updateRevision"]);
+    assert!(redis["lock"].is_null());
+    // The findings are doctor's, counted.
+    for item in items {
+        let name = item["name"].as_str().unwrap();
+        let want = doctor_counts(&ns, name).await;
+        for k in ["errors", "warnings", "info"] {
+            assert_eq!(item["findings"][k], want[k], "{name} {k}: {item}");
+        }
+    }
+    assert!(redis["findings"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "orphan-pvcs"));
+
+    let text = ns.plugin(&["status"]).await;
+    text.expect_code(0);
+    let out = &text.stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "NAME",
+            "READY",
+            "REVISION",
+            "ORPHAN PVCS",
+            "FINDINGS",
+            "AGE"
+        ],
+        "{out}"
+    );
+    assert_eq!(row(out, &["db"])[1..4], ["1/1", "converged", "0"], "{out}");
+    assert_eq!(
+        row(out, &["redis"])[1..4],
+        ["2/2", "converged", "1 (10Gi)"],
+        "{out}"
+    );
+    assert_eq!(
+        row(out, &["web"])[1..4],
+        ["2/2", "partition 1, 1/2 updated", "0"],
+        "{out}"
+    );
+    let redis_findings = &row(out, &["redis"])[4];
+    assert!(
+        redis_findings.contains(&format!("{} warnings", redis["findings"]["warnings"])),
+        "{out}"
+    );
+    assert!(text.stderr.is_empty(), "{}", text.stderr);
+
+    let yaml = ns.plugin(&["status", "-o", "yaml"]).await;
+    yaml.expect_code(0);
+    let y: serde_json::Value = serde_yaml::from_str(&yaml.stdout).unwrap();
+    assert_eq!(y["kind"], "StatusList");
+    assert_eq!(y["items"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn status_and_doctor_of_an_empty_namespace_say_no_resources_found() {
+    let ns = TestNs::new("status-empty").await;
+    for cmd in ["status", "doctor"] {
+        let r = ns.plugin(&[cmd]).await;
+        r.expect_code(0);
+        assert!(r.stdout.is_empty(), "{cmd}: {}", r.stdout);
+        assert_eq!(
+            r.stderr.trim_end(),
+            format!("No resources found in {} namespace.", ns.name),
+            "{cmd}"
+        );
+    }
+    let json = ns.plugin(&["status", "-o", "json"]).await;
+    json.expect_code(0);
+    assert_eq!(json.json()["items"], serde_json::json!([]));
+    assert!(json.stderr.is_empty(), "{}", json.stderr);
+    let json = ns.plugin(&["doctor", "-o", "json"]).await;
+    json.expect_code(0);
+    assert_eq!(json.json()["statefulsets"], serde_json::json!([]));
+    // A namespace that does not exist is an error, as for `status NAME`.
+    let out = tokio::process::Command::new(PLUGIN)
+        .args(["status", "-n", "no-such-namespace-status-list"])
+        .args(["--context", "sts-safe-admin"])
+        .env("KUBECONFIG", crate::support::kubeconfig())
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    crate::support::Run::from(out)
+        .expect_code(1)
+        .expect_one_error_line("namespace \"no-such-namespace-status-list\" not found");
+}
+
+#[tokio::test]
+async fn status_all_namespaces_shows_the_namespace_column() {
+    let (a, b) = (
+        TestNs::new("status-all-a").await,
+        TestNs::new("status-all-b").await,
+    );
+    a.apply(&small_sts("alpha", 1)).await;
+    b.apply(&small_sts("beta", 2)).await;
+    a.wait_ready("alpha", Duration::from_secs(60)).await;
+    b.wait_ready("beta", Duration::from_secs(60)).await;
+
+    let text = a.plugin(&["status", "-A"]).await;
+    text.expect_code(0);
+    let out = &text.stdout;
+    assert_eq!(
+        cells(out.lines().next().unwrap()),
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "REVISION",
+            "ORPHAN PVCS",
+            "FINDINGS",
+            "AGE"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        row(out, &[&a.name, "alpha"])[2..5],
+        ["1/1", "converged", "0"],
+        "{out}"
+    );
+    assert_eq!(
+        row(out, &[&b.name, "beta"])[2..5],
+        ["2/2", "converged", "0"],
+        "{out}"
+    );
+
+    let json = b
+        .plugin(&["status", "--all-namespaces", "-o", "json"])
+        .await;
+    json.expect_code(0);
+    let v = json.json();
+    assert!(v["namespace"].is_null(), "{v}");
+    let ours: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["namespace"] == a.name.as_str() || i["namespace"] == b.name.as_str())
+        .map(|i| {
+            (
+                i["namespace"].as_str().unwrap().to_string(),
+                i["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            (a.name.clone(), "alpha".into()),
+            (b.name.clone(), "beta".into())
+        ]
+    );
+
+    // A name with -A is a usage error, before any request: the plugin asks nothing.
+    let before = crate::support::plugin_audit_events(&a.name).len();
+    let rv = a.sts("alpha").await.metadata.resource_version;
+    for cmd in ["status", "doctor"] {
+        let r = a.plugin(&[cmd, "alpha", "-A"]).await;
+        r.expect_code(2)
+            .expect_one_error_line("a resource cannot be retrieved by name across all namespaces");
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(crate::support::plugin_audit_events(&a.name).len(), before);
+    assert_eq!(a.sts("alpha").await.metadata.resource_version, rv);
+
+    // Cluster-wide lists need cluster-wide rights: one line naming what is missing.
+    for cmd in ["status", "doctor"] {
+        let r = a.plugin_as("sts-safe-limited", &[cmd, "-A"]).await;
+        r.expect_code(1).expect_one_error_line(
+            "user \"sts-safe-limited\" cannot list statefulsets across all namespaces",
+        );
+    }
+    // The namespace's Role (deploy/rbac.yaml) is enough for the list in the namespace.
+    a.grant_limited_user().await;
+    let limited = a
+        .plugin_as("sts-safe-limited", &["status", "-o", "json"])
+        .await;
+    limited.expect_code(0);
+    assert_eq!(limited.json()["items"][0]["name"], "alpha");
+}
+
+#[tokio::test]
+async fn watch_without_a_name_redraws_the_list() {
+    use tokio::io::AsyncReadExt;
+    let ns = TestNs::new("status-list-watch").await;
+    ns.apply(&small_sts("web", 1)).await;
+    ns.wait_ready("web", Duration::from_secs(60)).await;
+    let mut child = ns
+        .plugin_command(&["status", "--watch", "-o", "json"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    let lists = |text: &str| -> Vec<serde_json::Value> {
+        serde_json::Deserializer::from_str(text)
+            .into_iter::<serde_json::Value>()
+            .filter_map(Result::ok)
+            .collect()
+    };
+    let mut added = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(1), stdout.read(&mut buf))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let seen = lists(&text);
+        if !added && !seen.is_empty() {
+            assert_eq!(seen[0]["kind"], "StatusList");
+            assert_eq!(seen[0]["items"].as_array().unwrap().len(), 1);
+            ns.apply(&small_sts("db", 1)).await;
+            added = true;
+        }
+        let both_ready = seen.iter().any(|l| {
+            let items = l["items"].as_array().unwrap();
+            items.len() == 2 && items.iter().all(|i| i["replicas"]["ready"] == 1)
+        });
+        if both_ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no redraw with db Ready:\n{text}"
+        );
+    }
+    child.kill().await.unwrap();
+}

@@ -511,6 +511,8 @@ async fn bad_input_table() {
         case(&["status", "redis", "--request-timeout", "fast"], Via::Admin, U, &["--request-timeout"]),
         case(&["frobnicate"], Via::Admin, U, &["unrecognized subcommand"]),
         case(&["prune-pvcs", "redis", "-A", "--yes"], Via::Admin, U, &["cannot be combined with -A"]),
+        case(&["status", "redis", "-A"], Via::Admin, U, &["cannot be retrieved by name across all namespaces"]),
+        case(&["doctor", "redis", "-A"], Via::Admin, U, &["cannot be retrieved by name across all namespaces"]),
         case(&["prune-pvcs", "redis", "-l", "", "--yes"], Via::Admin, U, &["-l/--selector is empty"]),
         // names and namespaces (1; an invalid name may also be a usage error)
         case(&["status", "nope"], Via::Admin, E, &["statefulset \"nope\" not found in namespace"]),
@@ -555,6 +557,10 @@ async fn bad_input_table() {
         case(&["resize-pvcs", "redis", "--size", "20Gi", "--yes"], Via::Limited(&[("patch", "persistentvolumeclaims")]), E, &["cannot patch persistentvolumeclaims"]),
         case(&["resize-pvcs", "redis", "--size", "20Gi", "--restart-pods", "--yes"], Via::Limited(&[("create", "pods/eviction")]), E, &["cannot create pods/eviction"]),
         case(&["doctor"], Via::Limited(&[("list", "statefulsets")]), E, &["cannot list statefulsets"]),
+        case(&["status"], Via::Limited(&[("list", "statefulsets")]), E, &["cannot list statefulsets"]),
+        // -A lists in every namespace: the namespace's Role is not enough.
+        case(&["status", "-A"], Via::Limited(&[]), E, &["cannot list statefulsets across all namespaces"]),
+        case(&["doctor", "-A"], Via::Limited(&[]), E, &["cannot list statefulsets across all namespaces"]),
         // recover reads cluster-scoped evidence: the namespace's Role alone is not enough.
         case(&["recover", "redis", "--yes"], Via::Limited(&[]), E, &["cannot list volumeattachments"]),
         // gates, safety checks, refusals (3)
@@ -592,7 +598,7 @@ async fn bad_input_a_missing_argument_is_named() {
     let ns = TestNs::new("fault-missing").await;
     ns.ready_redis(1).await;
     let cases = vec![
-        case(&["status"], Via::Admin, &[2], &["<NAME>"]),
+        case(&["rollback"], Via::Admin, &[2], &["<NAME>"]),
         case(
             &["scale", "redis", "--yes"],
             Via::Admin,

@@ -63,7 +63,8 @@ async fn busy_namespaces(ns: &TestNs) -> Vec<String> {
 }
 
 /// Plugin processes (`kubectl-sts_safe`, e.g. a benchmark or a demo) that this test
-/// process did not start. Only reads /proc.
+/// process did not start, talking to this cluster (their $KUBECONFIG is ours or unset:
+/// `make test` runs the 1.20 floor's suite beside this one). Only reads /proc.
 fn foreign_plugin_processes() -> Vec<String> {
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -86,9 +87,25 @@ fn foreign_plugin_processes() -> Vec<String> {
                 .nth(1)?
                 .parse()
                 .ok()?;
-            (ppid != me).then(|| format!("pid {pid} ({exe})"))
+            if ppid == me || on_another_cluster(pid) {
+                return None;
+            }
+            Some(format!("pid {pid} ({exe})"))
         })
         .collect()
+}
+
+/// The process's $KUBECONFIG names another file than this test's (a process whose
+/// environment cannot be read counts as on this cluster).
+fn on_another_cluster(pid: u32) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let ours = crate::support::kubeconfig();
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| kv.strip_prefix(b"KUBECONFIG="))
+        .any(|k| Path::new(String::from_utf8_lossy(k).as_ref()) != ours)
 }
 
 /// Waits until no other test has a namespace, and no plugin process this test did not
