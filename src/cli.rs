@@ -131,7 +131,7 @@ pub enum Command {
     Recover(RecoverArgs),
     /// Print a shell completion script
     #[command(
-        after_help = "Examples:\n  source <(kubectl sts-safe completion bash)    # completes the kubectl-sts_safe command\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"\n\nThe scripts complete the plugin's own executable name (kubectl-sts_safe); completion after\n`kubectl sts-safe` depends on kubectl's plugin-completion support."
+        after_help = "Examples:\n  source <(kubectl sts-safe completion bash)    # completes the kubectl-sts_safe command\n  kubectl sts-safe completion zsh > \"${fpath[1]}/_kubectl-sts_safe\"\n\nThe scripts complete the plugin's own executable name (kubectl-sts_safe). `kubectl sts-safe <TAB>`\nis completed by kubectl itself (1.26+) through the executable kubectl_complete-sts_safe, installed\nnext to kubectl-sts_safe: nothing to source beyond kubectl's own completion."
     )]
     Completion(CompletionArgs),
 }

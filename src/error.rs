@@ -36,7 +36,7 @@ pub enum Error {
     #[error("namespace \"{namespace}\" not found (context \"{context}\")")]
     NamespaceNotFound { namespace: String, context: String },
 
-    #[error("forbidden: user \"{user}\" cannot {verb} {resource} {} (context \"{context}\"): grant it with a Role such as deploy/rbac.yaml", scope(.namespace))]
+    #[error("forbidden: user \"{user}\" cannot {verb} {resource} {} (context \"{context}\"): {}", scope(.namespace), grant(.namespace))]
     Forbidden {
         user: String,
         verb: String,
@@ -234,6 +234,15 @@ pub fn scope(namespace: &str) -> String {
         "across all namespaces".into()
     } else {
         format!("in namespace \"{namespace}\"")
+    }
+}
+
+/// How to grant what was missing: a Role in one namespace, a ClusterRole across all.
+pub fn grant(namespace: &str) -> &'static str {
+    if namespace.is_empty() || namespace == "(all namespaces)" {
+        "grant it cluster-wide with a ClusterRole holding deploy/rbac.yaml's rules and a ClusterRoleBinding"
+    } else {
+        "grant it with a Role such as deploy/rbac.yaml"
     }
 }
 
