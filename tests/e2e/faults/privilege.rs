@@ -368,6 +368,27 @@ subjects: [{{kind: ServiceAccount, name: fault-sa, namespace: {}}}]
     );
     let mut secrets_bad = secrets.clone();
     secrets_bad.push(wrong_token.clone());
+    // The API server's authorizer learns of the new RoleBinding through its own watch:
+    // under load that takes a moment. Wait until the token may read the StatefulSet.
+    ns.eventually(
+        Duration::from_secs(30),
+        "the RoleBinding to take effect",
+        || {
+            let good = good.clone();
+            let ns_name = ns.name.clone();
+            async move {
+                let out = tokio::process::Command::new(PLUGIN)
+                    .args(["status", "redis", "-n", &ns_name, "--kubeconfig"])
+                    .arg(&good)
+                    .stdin(Stdio::null())
+                    .output()
+                    .await
+                    .ok()?;
+                out.status.success().then_some(())
+            }
+        },
+    )
+    .await;
 
     for (args, code) in [
         (vec!["status", "redis"], 0),
