@@ -52,10 +52,10 @@ async fn lookup(line: &Line, deadline: Duration) -> Option<Vec<Candidate>> {
     };
     let ctx = Ctx::from_args(&global).await.ok()?;
     let client = ctx.client.clone();
-    let ns = ctx.namespace.as_str();
     let all = ListParams::default();
     let names = match &line.want {
-        Want::StatefulSets => Api::<StatefulSet>::namespaced(client, ns)
+        Want::StatefulSets => ctx
+            .api::<StatefulSet>()
             .list_metadata(&all)
             .await
             .ok()?
@@ -71,7 +71,8 @@ async fn lookup(line: &Line, deadline: Duration) -> Option<Vec<Candidate>> {
             .iter()
             .map(|n| n.name_any())
             .collect(),
-        Want::Pods(sts) => Api::<Pod>::namespaced(client, ns)
+        Want::Pods(sts) => ctx
+            .api::<Pod>()
             .list_metadata(&all)
             .await
             .ok()?
@@ -84,7 +85,8 @@ async fn lookup(line: &Line, deadline: Duration) -> Option<Vec<Candidate>> {
             })
             .map(|p| p.name_any())
             .collect(),
-        Want::Containers(sts) => Api::<StatefulSet>::namespaced(client, ns)
+        Want::Containers(sts) => ctx
+            .api::<StatefulSet>()
             .get(sts)
             .await
             .ok()?
