@@ -157,6 +157,33 @@ async fn wait_partition(ns: &TestNs, p: i32) {
     .await;
 }
 
+/// Waits until the lock a killed run left on redis counts as abandoned by the plugin's
+/// own rule (`renewTime` + the lease's duration + `plan::lease::SKEW`), so the next run
+/// is not refused by it. Returns at once when no lease is held.
+async fn wait_lock_lapsed(ns: &TestNs) {
+    let Ok(Some(lease)) = ns
+        .api::<k8s_openapi::api::coordination::v1::Lease>()
+        .get_opt("sts-safe-redis")
+        .await
+    else {
+        return;
+    };
+    let Some(spec) = lease.spec.filter(|s| s.holder_identity.is_some()) else {
+        return;
+    };
+    let (Some(renewed), Some(secs)) = (spec.renew_time, spec.lease_duration_seconds) else {
+        return;
+    };
+    let lapses = renewed.0
+        + Duration::from_secs(secs as u64)
+        + sts_safe::plan::lease::SKEW
+        + Duration::from_millis(500);
+    let left = lapses.duration_since(k8s_openapi::jiff::Timestamp::now());
+    if left.is_positive() {
+        tokio::time::sleep(Duration::try_from(left).unwrap_or_default()).await;
+    }
+}
+
 /// What a run refused by another's lock says.
 const LOCKED: &str = "is being changed by";
 

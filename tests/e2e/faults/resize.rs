@@ -205,9 +205,10 @@ async fn kill_9_at_random_points_of_a_resize_then_a_rerun_completes() {
         expect_code(&rerun, 0, &format!("{what}: the re-run"));
         expect_resized(&ns, &size, &pods, &what).await;
         // A re-run that finds nothing to do leaves a killed run's lock to run out: the
-        // next trial waits for that (3 s leases), or its run would be refused.
+        // next trial waits until the plugin counts it abandoned (3 s lease + 5 s skew),
+        // or its run would be refused.
         if rerun.stderr.contains("nothing to resize") {
-            tokio::time::sleep(Duration::from_secs(4)).await;
+            wait_lock_lapsed(&ns).await;
         } else {
             assert!(
                 lock_of(&ns).await.is_none(),
