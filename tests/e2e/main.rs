@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod all_namespaces;
 mod canary;
 mod completion;
 mod current;
