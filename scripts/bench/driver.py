@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audit  # noqa: E402
+import ecosystem as ecosystem_bench  # noqa: E402
 import metrics as metrics_bench  # noqa: E402
 import recover as recover_bench  # noqa: E402
 import resize as resize_bench  # noqa: E402
@@ -739,7 +740,7 @@ def lock_cost(plugin_runs: list, before_runs: list, cfg: dict) -> dict | None:
 def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setup: dict,
            binary: dict, cleanup: dict, total: float, notes: str, resize: dict | None = None,
            recover: dict | None = None, recover_floor: dict | None = None,
-           metrics: dict | None = None) -> tuple[str, str]:
+           metrics: dict | None = None, ecosystem: dict | None = None) -> tuple[str, str]:
     plugin_runs, shell_runs, canary_setup, *rest = canary
     before_runs = rest[0] if rest else []
     reactions = [x for r in plugin_runs for x in r.reactions]
@@ -785,7 +786,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
     L.append("")
     L.append("Reproduce: `make bench` (builds `cargo build --release`, starts the local cluster if it is not")
     L.append("running and stops it again afterwards). Knobs: `BENCH_CANARY_RUNS`, `BENCH_SHELL_RUNS`,")
-    L.append("`BENCH_STARTUP_RUNS`, `BENCH_PRUNE_RUNS`, `BENCH_RESIZE_RUNS`, `BENCH_METRICS_RUNS`, `BENCH_SKIP_PRUNE=1`. Raw logs: `target/bench/`.")
+    L.append("`BENCH_STARTUP_RUNS`, `BENCH_PRUNE_RUNS`, `BENCH_RESIZE_RUNS`, `BENCH_METRICS_RUNS`, `BENCH_ECOSYSTEM_RUNS`, `BENCH_SKIP_PRUNE=1`. Raw logs: `target/bench/`.")
     L.append("The Analysis section at the end is `scripts/bench/analysis.md`; after editing it,")
     L.append("`python3 scripts/bench/driver.py --report-only` rewrites this file from the last run's data.")
     L.append("")
@@ -810,6 +811,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
     L.extend(resize_bench.summary_rows(resize, Stat, verdict))
     L.extend(recover_bench.summary_rows(recover, recover_floor, Stat, verdict))
     L.extend(metrics_bench.summary_rows(metrics, Stat, verdict))
+    L.extend(ecosystem_bench.summary_rows(ecosystem, Stat, verdict))
     L.append(f"| 5 | `kubectl sts-safe status` ÷ two `kubectl get` | {Stat(startup['ratio_via']).fmt('{:.2f}')} | (no goal) | |")
     L.append(f"| 5 | release binary (stripped) | {binary['size'] / 2**20:.1f} MiB | (no goal) | |")
     L.append("")
@@ -939,6 +941,7 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
     L.extend(resize_bench.section(resize, Stat, BENCH_USER))
     L.extend(recover_bench.section(recover, recover_floor, Stat))
     L.extend(metrics_bench.section(metrics, Stat, BENCH_USER))
+    L.extend(ecosystem_bench.section(ecosystem, Stat, fmt_ms))
     L.append("## 5. Start-up")
     L.append("")
     L.append(f"`status {STS}` against the 10-replica StatefulSet above (whole process, output to /dev/null), "
@@ -997,6 +1000,8 @@ def report(env: dict, cfg: dict, canary: tuple, startup: dict, prune: dict, setu
         summary.append(line)
     if metrics_bench.summary_line(metrics):
         summary.append(metrics_bench.summary_line(metrics))
+    if ecosystem_bench.summary_line(ecosystem):
+        summary.append(ecosystem_bench.summary_line(ecosystem))
     return "\n".join(L).rstrip() + "\n", "\n".join(summary)
 
 
@@ -1027,16 +1032,24 @@ def metrics_row(a, helpers, kubeconfig: str, tail: audit.Tail) -> dict:
 
 
 def only(a) -> int:
-    """`--only metrics`: one row against the running cluster, printed to stdout; its data go
-    to target/bench/only-ROW.json. RESULTS.md and results.pickle are left alone."""
+    """`--only metrics|ecosystem`: one row against the running cluster, printed to stdout; its
+    data go to target/bench/only-ROW.json. RESULTS.md and results.pickle are left alone."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(a.workdir, exist_ok=True)
     tail = audit.Tail(a.audit_log)
+    prune_nss: list[str] = []
     try:
         delete_namespaces([NS], 300)
         kubectl("create", "namespace", NS)
         kubeconfig = make_identity(a.workdir)
-        res = metrics_row(a, make_helpers(a.workdir), kubeconfig, tail)
+        if a.only == "metrics":
+            res = metrics_row(a, make_helpers(a.workdir), kubeconfig, tail)
+        else:
+            prune_nss = [f"{PRUNE_PREFIX}{i}" for i in range(10)]
+            with tempfile.TemporaryDirectory() as tmp:
+                prune_setup(10, 50, 10, 5, 8, tmp)
+            res = ecosystem_bench.bench(a.plugin, kubeconfig, a.ecosystem_runs, prune_nss[0], measure, attempt,
+                                        log, a.workdir)
     finally:
         log("cleaning up")
         kubectl("delete", "clusterrolebinding", BENCH_BINDING, "--ignore-not-found", check=False)
@@ -1044,16 +1057,22 @@ def only(a) -> int:
             os.remove(os.path.join(a.workdir, "bench.kubeconfig"))
         except OSError:
             pass
-        delete_namespaces([NS], 120)
+        if prune_nss:
+            kubectl("delete", "namespace", *prune_nss, "--wait=false", "--ignore-not-found", check=False)
+        delete_namespaces([NS] + prune_nss, 600)
     with open(os.path.join(a.workdir, f"only-{a.only}.json"), "w") as f:
         json.dump(res, f, indent=1)
+    rows = metrics_bench if a.only == "metrics" else ecosystem_bench
     lines = ["| # | measurement | result | goal | |", "| --- | --- | --- | --- | --- |"]
-    lines += metrics_bench.summary_rows(res, Stat, verdict) + [""]
-    lines += metrics_bench.section(res, Stat, BENCH_USER)
+    lines += rows.summary_rows(res, Stat, verdict) + [""]
+    if a.only == "metrics":
+        lines += metrics_bench.section(res, Stat, BENCH_USER)
+    else:
+        lines += ecosystem_bench.section(res, Stat, fmt_ms)
     if DISCARDED:
         lines += ["Discarded samples:", ""] + [f"- {d}" for d in DISCARDED] + [""]
     print("\n".join(lines))
-    line = metrics_bench.summary_line(res)
+    line = rows.summary_line(res)
     if line:
         log(line)
     return 0
@@ -1077,10 +1096,11 @@ def main() -> int:
     ap.add_argument("--resize-runs", type=int, default=int(os.environ.get("BENCH_RESIZE_RUNS", 3)))
     ap.add_argument("--recover-runs", type=int, default=int(os.environ.get("BENCH_RECOVER_RUNS", 3)))
     ap.add_argument("--recover-floor", default="", help="recover.py --floor's results (JSON) from the 1.20 cluster")
+    ap.add_argument("--ecosystem-runs", type=int, default=int(os.environ.get("BENCH_ECOSYSTEM_RUNS", 7)))
     ap.add_argument("--metrics-runs", type=int, default=int(os.environ.get("BENCH_METRICS_RUNS", 3)))
     ap.add_argument("--prometheus", default=os.environ.get("STS_SAFE_PROMETHEUS", ""),
                     help="the cluster's Prometheus (row 9's metric gate; default: $STS_SAFE_PROMETHEUS)")
-    ap.add_argument("--only", choices=["metrics"],
+    ap.add_argument("--only", choices=["metrics", "ecosystem"],
                     help="development: run only this row against the running cluster and print its summary "
                          "rows and section to stdout; RESULTS.md and the saved data stay as they are")
     ap.add_argument("--report-only", action="store_true",
@@ -1116,6 +1136,7 @@ def main() -> int:
     recover: dict = {}
     recover_floor: dict = {}
     metrics: dict = {}
+    ecosystem: dict = {}
     if a.recover_floor and os.path.exists(a.recover_floor):
         with open(a.recover_floor) as f:
             recover_floor = json.load(f)
@@ -1148,6 +1169,9 @@ def main() -> int:
                 setup = prune_setup(10, 50, cfg["prune_ordinals"], cfg["prune_replicas"], cfg["parallel"], tmp)
             log(f"prune: measuring ({a.prune_runs} runs each)")
             prune = prune_bench(a.plugin, kubeconfig, a.prune_runs, a.workdir, tail)
+            log(f"ecosystem: status -A and completion ({a.ecosystem_runs} runs each)")
+            ecosystem = ecosystem_bench.bench(a.plugin, kubeconfig, a.ecosystem_runs, prune_nss[0], measure,
+                                              attempt, log, a.workdir)
     finally:
         log("cleaning up namespaces (waiting up to 10 min)")
         kubectl("delete", "clusterrolebinding", BENCH_BINDING, "--ignore-not-found", check=False)
@@ -1171,7 +1195,8 @@ def main() -> int:
     cfg["load_end"] = os.getloadavg()
     d = dict(env=env, cfg=cfg, canary=canary, startup=startup, prune=prune, setup=setup, binary=binary,
              cleanup=cleanup, total=time.perf_counter() - t_start, resize=resize,
-             recover=recover, recover_floor=recover_floor, metrics=metrics)
+             recover=recover, recover_floor=recover_floor, metrics=metrics,
+             ecosystem=ecosystem)
     with open(saved, "wb") as f:
         pickle.dump(dict(d, discarded=list(DISCARDED)), f)
     d["notes"] = open(a.notes).read() if os.path.exists(a.notes) else ""

@@ -366,6 +366,18 @@ pub struct ScaleReport {
     pub exit_code: i32,
 }
 
+/// Ready pods with an ordinal the StatefulSet keeps, counted from the pods themselves:
+/// right after a scale-down the controller's `status.readyReplicas` still counts the pods
+/// just removed, and a report of 5 ready out of 3 would be read as a fault.
+fn ready_in_range(sts: &StatefulSet, pods: &[Pod]) -> i32 {
+    let name = sts.name_any();
+    let live = model::live_range(sts);
+    pods.iter()
+        .filter(|p| model::is_available(p))
+        .filter(|p| model::ordinal_of(&name, &p.name_any()).is_some_and(|o| live.contains(&o)))
+        .count() as i32
+}
+
 impl ScaleReport {
     /// The report once the scale is done: what runs now and which PVCs stay behind.
     pub fn new(
@@ -381,11 +393,7 @@ impl ScaleReport {
             kind: "ScaleReport",
             plan,
             replicas: model::replicas(sts),
-            ready_replicas: sts
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
+            ready_replicas: ready_in_range(sts, pods),
             orphan_capacity: orphan::total_capacity(&orphans),
             orphan_pvcs: orphans
                 .iter()
@@ -449,6 +457,45 @@ mod tests {
             pod_stuck_cause(&running, &["Unhealthy: probe".into()]),
             "redis-3 is Running, not Ready; events: Unhealthy: probe"
         );
+    }
+
+    #[test]
+    fn the_report_counts_ready_pods_in_the_range_not_the_stale_status() {
+        // Just scaled 5 → 3: the controller's status still says 5 ready, redis-3 is being
+        // deleted and redis-4's deletion has not been observed yet.
+        let sts: StatefulSet = serde_yaml::from_str(
+            "metadata: {name: redis}\nspec: {replicas: 3, serviceName: r, selector: {}, \
+             template: {}}\nstatus: {replicas: 5, readyReplicas: 5}",
+        )
+        .unwrap();
+        let pod = |name: &str, ready: &str, deleting: bool| -> Pod {
+            let deletion = if deleting {
+                ", deletionTimestamp: '2026-01-01T00:00:00Z'"
+            } else {
+                ""
+            };
+            serde_yaml::from_str(&format!(
+                "metadata: {{name: {name}{deletion}}}\nstatus: {{phase: Running, \
+                 conditions: [{{type: Ready, status: '{ready}'}}]}}"
+            ))
+            .unwrap()
+        };
+        let pods = [
+            pod("redis-0", "True", false),
+            pod("redis-1", "True", false),
+            pod("redis-2", "False", false),
+            pod("redis-3", "True", true),
+            pod("redis-4", "True", false),
+        ];
+        let inputs = ScaleInputs {
+            sts: &sts,
+            pvcs: &[],
+            pvs: None,
+            classes: None,
+            now: fixtures::now(),
+        };
+        let report = ScaleReport::new(plan(&inputs, 3, 1, "default"), &sts, &[], &pods, 1.0);
+        assert_eq!((report.replicas, report.ready_replicas), (3, 2));
     }
 
     #[test]

@@ -93,6 +93,32 @@ async fn up_then_down_then_up_again_shows_what_happens_to_the_data() {
         "{}",
         run.stdout
     );
+
+    // The report of a scale-down counts the pods that are there, not the controller's
+    // status of a moment before (which still counted the removed ones).
+    let json = ns
+        .plugin(&["scale", "redis", "--replicas", "2", "--yes", "-o", "json"])
+        .await;
+    json.expect_code(0);
+    let report = json.json();
+    assert_eq!(report["kind"], "ScaleReport", "{report}");
+    assert_eq!(report["replicas"], 2, "{report}");
+    assert_eq!(report["readyReplicas"], 2, "{report}");
+    let orphans: Vec<&str> = report["orphanPvcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        orphans,
+        [
+            "redis-data-redis-2",
+            "redis-data-redis-3",
+            "redis-data-redis-4"
+        ],
+        "{report}"
+    );
 }
 
 #[tokio::test]
