@@ -44,6 +44,7 @@ apt_install() {
 python_ok() { python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; }
 python_ok || apt_install python3
 command -v git >/dev/null || apt_install git
+[ -x /usr/bin/time ] || apt_install time # GNU time: the peak RSS of a measured process
 command -v cargo >/dev/null || PATH=$HOME/.cargo/bin:$PATH
 
 log "cargo build --release"

@@ -132,9 +132,9 @@ def section(res: dict, Stat, fmt_ms) -> list[str]:
     L.append("")
     L.append(f"Completion of a StatefulSet name in namespace `{res['namespace']}` (50 StatefulSets; every command "
              f"offered {res.get('names kubectl complete', '?')} names). kubectl is the one on PATH; the plugin's "
-             "completion executable is found on PATH next to the plugin. Peak RSS is that of the largest process of "
-             "the command's tree (wait4 folds in the children a process waited for, such as the completion "
-             "executable kubectl runs).")
+             "completion executable is found on PATH next to the plugin. Peak RSS through kubectl is the larger of "
+             "kubectl's and the completion executable's (the kernel folds a waited-for child's peak into its "
+             "parent's figure).")
     L.append("")
     L.append("| command | wall time | peak RSS | ratio |")
     L.append("| --- | --- | --- | --- |")

@@ -155,8 +155,16 @@ async fn kill_9_during_rollback_then_rerun_completes() {
     for i in 0..trials {
         let rec = Recorder::start(&ns).await;
         let bad = format!("redis:b{i}-crashloop");
-        let canary = plugin(&ns, ADMIN, &["canary", "redis", "--image", &bad, "--yes"]).await;
+        // After the lock of the last trial's killed run ran out (a re-run that found
+        // nothing to roll back leaves it), or this exit 3 would be the lock's refusal.
+        let canary =
+            plugin_after_lock(&ns, ADMIN, &["canary", "redis", "--image", &bad, "--yes"]).await;
         expect_code(&canary, 3, "a crash-looping canary stops at its first pod");
+        assert!(
+            !canary.stderr.contains(LOCKED),
+            "the canary ran (not refused by a lock): {}",
+            canary.stderr
+        );
 
         let stuck_uid = ns
             .api::<Pod>()
