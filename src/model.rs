@@ -277,6 +277,20 @@ pub fn is_available(pod: &Pod) -> bool {
     !is_terminating(pod) && phase(pod) == "Running" && is_ready(pod)
 }
 
+/// The pods of the ordinals `sts` keeps (its live range) that are not available, by name,
+/// lowest first: missing, not Running/Ready, or being deleted.
+pub fn unavailable_in_range(sts: &StatefulSet, pods: &[Pod]) -> Vec<String> {
+    let sts_name = name(sts);
+    live_range(sts)
+        .filter(|o| {
+            !pods
+                .iter()
+                .any(|p| ordinal_of(&sts_name, &name(p)) == Some(*o) && is_available(p))
+        })
+        .map(|o| pod_name(&sts_name, o))
+        .collect()
+}
+
 pub fn revision(pod: &Pod) -> Option<&str> {
     pod.metadata
         .labels

@@ -602,14 +602,7 @@ pub fn health_stop(sts: &StatefulSet, pods: &[Pod]) -> Option<String> {
             model::update_revision(sts).unwrap_or("?")
         ));
     }
-    let unready: Vec<String> = model::live_range(sts)
-        .filter(|o| {
-            !pods.iter().any(|p| {
-                model::ordinal_of(&name, &p.name_any()) == Some(*o) && model::is_available(p)
-            })
-        })
-        .map(|o| model::pod_name(&name, o))
-        .collect();
+    let unready = model::unavailable_in_range(sts, pods);
     if !unready.is_empty() {
         return Some(format!(
             "statefulset \"{name}\" has pods that are not Running/Ready: {}; fix them first (kubectl sts-safe doctor {name})",

@@ -293,14 +293,7 @@ pub fn pdb_violation(
 /// a rollout pending.
 pub fn health_stop(sts: &StatefulSet, pods: &[Pod]) -> Option<String> {
     let name = sts.name_any();
-    let unready: Vec<String> = model::live_range(sts)
-        .filter(|o| {
-            !pods.iter().any(|p| {
-                model::ordinal_of(&name, &p.name_any()) == Some(*o) && model::is_available(p)
-            })
-        })
-        .map(|o| model::pod_name(&name, o))
-        .collect();
+    let unready = model::unavailable_in_range(sts, pods);
     if !unready.is_empty() {
         return Some(format!(
             "statefulset \"{name}\" has pods that are not Running/Ready: {}; fix them first or pass --force",
@@ -370,12 +363,7 @@ pub struct ScaleReport {
 /// right after a scale-down the controller's `status.readyReplicas` still counts the pods
 /// just removed, and a report of 5 ready out of 3 would be read as a fault.
 fn ready_in_range(sts: &StatefulSet, pods: &[Pod]) -> i32 {
-    let name = sts.name_any();
-    let live = model::live_range(sts);
-    pods.iter()
-        .filter(|p| model::is_available(p))
-        .filter(|p| model::ordinal_of(&name, &p.name_any()).is_some_and(|o| live.contains(&o)))
-        .count() as i32
+    model::live_range(sts).len() as i32 - model::unavailable_in_range(sts, pods).len() as i32
 }
 
 impl ScaleReport {
