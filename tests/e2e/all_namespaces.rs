@@ -7,23 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::{audit_cluster_events, audit_events, kubeconfig, Run, TestNs, PLUGIN};
-
-fn small_sts(name: &str) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: StatefulSet
-metadata: {{name: {name}}}
-spec:
-  replicas: 1
-  serviceName: {name}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec: {{containers: [{{name: app, image: "redis:7.2"}}]}}
-"#
-    )
-}
+use crate::support::{
+    audit_cluster_events, audit_events, kubeconfig, small_sts, Run, TestNs, PLUGIN,
+};
 
 /// A kubeconfig with one context more, `who`, that is the admin impersonating user `who`
 /// in group system:masters: the audit log names `who` as the impersonated user.
@@ -114,7 +100,7 @@ async fn all_namespaces_lists_each_kind_once_cluster_wide() {
         TestNs::new("all-once-c").await,
     ];
     for (i, ns) in spaces.iter().enumerate() {
-        ns.apply(&small_sts(&format!("db{i}"))).await;
+        ns.apply(&small_sts(&format!("db{i}"), 1)).await;
     }
     for (i, ns) in spaces.iter().enumerate() {
         ns.wait_ready(&format!("db{i}"), Duration::from_secs(60))

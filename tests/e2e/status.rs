@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{TestNs, PLUGIN};
+use crate::support::{json_documents, small_sts, TestNs, PLUGIN};
 
 async fn scaled_down_redis(prefix: &str) -> TestNs {
     let ns = TestNs::new(prefix).await;
@@ -164,12 +164,6 @@ async fn watch_re_renders_on_change() {
     let mut stdout = child.stdout.take().unwrap();
     let mut text = String::new();
     let mut buf = [0u8; 8192];
-    let reports = |text: &str| -> Vec<serde_json::Value> {
-        serde_json::Deserializer::from_str(text)
-            .into_iter::<serde_json::Value>()
-            .filter_map(Result::ok)
-            .collect()
-    };
     let mut scaled = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -179,7 +173,7 @@ async fn watch_re_renders_on_change() {
             .and_then(Result::ok)
             .unwrap_or(0);
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        let seen = reports(&text);
+        let seen = json_documents(&text);
         if !scaled && !seen.is_empty() {
             assert_eq!(seen[0]["replicas"]["ready"], 1);
             ns.kubectl(&["scale", "statefulset", "redis", "--replicas=2"])
@@ -195,24 +189,6 @@ async fn watch_re_renders_on_change() {
         );
     }
     child.kill().await.unwrap();
-}
-
-/// A small StatefulSet without volumes, `replicas` pods of `redis:7.2-alpine`.
-fn small_sts(name: &str, replicas: i32) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {{name: {name}}}
-spec:
-  serviceName: {name}
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec: {{containers: [{{name: main, image: "redis:7.2-alpine"}}]}}
-"#
-    )
 }
 
 /// The cells of a table line (columns are two or more spaces apart).
@@ -496,12 +472,6 @@ async fn watch_without_a_name_redraws_the_list() {
     let mut stdout = child.stdout.take().unwrap();
     let mut text = String::new();
     let mut buf = [0u8; 8192];
-    let lists = |text: &str| -> Vec<serde_json::Value> {
-        serde_json::Deserializer::from_str(text)
-            .into_iter::<serde_json::Value>()
-            .filter_map(Result::ok)
-            .collect()
-    };
     let mut added = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -511,7 +481,7 @@ async fn watch_without_a_name_redraws_the_list() {
             .and_then(Result::ok)
             .unwrap_or(0);
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        let seen = lists(&text);
+        let seen = json_documents(&text);
         if !added && !seen.is_empty() {
             assert_eq!(seen[0]["kind"], "StatusList");
             assert_eq!(seen[0]["items"].as_array().unwrap().len(), 1);

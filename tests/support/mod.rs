@@ -567,6 +567,33 @@ fn audit_where(namespace: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A small StatefulSet without volumes, `replicas` pods of `redis:7.2-alpine`.
+pub fn small_sts(name: &str, replicas: i32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: {name}}}
+spec:
+  serviceName: {name}
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: main, image: "redis:7.2-alpine"}}]}}
+"#
+    )
+}
+
+/// The JSON documents of a stream (`--watch -o json` prints one after another), as far
+/// as they are complete.
+pub fn json_documents(text: &str) -> Vec<serde_json::Value> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .collect()
+}
+
 /// Every request about objects in `namespace`, by anyone, as the API server's audit log
 /// recorded them (scripts/audit-policy.yaml; one event per request, at ResponseComplete).
 pub fn audit_events(namespace: &str) -> Vec<serde_json::Value> {
