@@ -601,9 +601,25 @@ def count(kind: str) -> int:
     return len(out.split())
 
 
+# The shape of every run: rows 1–3's StatefulSet, and row 4's cluster (which row 10 reuses).
+BASE_CFG = {"replicas": 10, "delay": "1s", "parallel": 8, "prune_replicas": 5, "prune_ordinals": 10,
+            "prune_namespaces": 10, "prune_per_ns": 50}
+
+
+def prune_namespaces(count: int) -> list[str]:
+    return [f"{PRUNE_PREFIX}{i}" for i in range(count)]
+
+
+def prune_cluster(cfg: dict) -> dict:
+    """Row 4's cluster, in prune_namespaces(cfg["prune_namespaces"])."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return prune_setup(cfg["prune_namespaces"], cfg["prune_per_ns"], cfg["prune_ordinals"],
+                           cfg["prune_replicas"], cfg["parallel"], tmp)
+
+
 def prune_setup(namespaces: int, per_ns: int, ordinals: int, replicas: int, parallel: int,
                 workdir: str) -> dict:
-    nss = [f"{PRUNE_PREFIX}{i}" for i in range(namespaces)]
+    nss = prune_namespaces(namespaces)
     log(f"prune: creating {namespaces * per_ns} StatefulSets, {namespaces * per_ns * ordinals} PVCs "
         f"in {namespaces} namespaces")
     delete_namespaces(nss, 600)
@@ -1064,9 +1080,8 @@ def only(a) -> int:
         if a.only == "metrics":
             res = metrics_row(a, make_helpers(a.workdir), kubeconfig, tail)
         else:
-            prune_nss = [f"{PRUNE_PREFIX}{i}" for i in range(10)]
-            with tempfile.TemporaryDirectory() as tmp:
-                prune_setup(10, 50, 10, 5, 8, tmp)
+            prune_nss = prune_namespaces(BASE_CFG["prune_namespaces"])
+            prune_cluster(BASE_CFG)
             res = ecosystem_bench.bench(a.plugin, kubeconfig, a.ecosystem_runs, prune_nss[0], measure, attempt,
                                         log, a.workdir)
     finally:
@@ -1146,8 +1161,7 @@ def main() -> int:
     os.makedirs(a.workdir, exist_ok=True)
     t_start = time.perf_counter()
     env = environment(a.plugin)
-    cfg = {"replicas": 10, "delay": "1s", "parallel": 8, "prune_replicas": 5, "prune_ordinals": 10,
-           "prune_runs": a.prune_runs, "startup_runs": a.startup_runs}
+    cfg = dict(BASE_CFG, prune_runs=a.prune_runs, startup_runs=a.startup_runs)
     tail = audit.Tail(a.audit_log)
     cleanup: dict = {}
     prune_nss: list[str] = []
@@ -1183,9 +1197,8 @@ def main() -> int:
                                                   "wall_ratio", "rss_ratio", "plugin_requests", "kubectl_requests")}
             prune.update(proposed=0, skipped={}, plan_bytes=0, kubectl_bytes=0)
         else:
-            with tempfile.TemporaryDirectory() as tmp:
-                prune_nss = [f"{PRUNE_PREFIX}{i}" for i in range(10)]
-                setup = prune_setup(10, 50, cfg["prune_ordinals"], cfg["prune_replicas"], cfg["parallel"], tmp)
+            prune_nss = prune_namespaces(cfg["prune_namespaces"])
+            setup = prune_cluster(cfg)
             log(f"prune: measuring ({a.prune_runs} runs each)")
             prune = prune_bench(a.plugin, kubeconfig, a.prune_runs, a.workdir, tail)
             log(f"ecosystem: status -A and completion ({a.ecosystem_runs} runs each)")
